@@ -1,0 +1,188 @@
+//! The Bot API calls alertrelay makes, with Telegram's answers classified.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::channels::DeliveryError;
+
+/// A thin Bot API client. The token is part of every URL, so URLs are never
+/// logged and reqwest errors are stripped of them.
+pub(crate) struct TelegramClient {
+    http: reqwest::Client,
+    api_url: String,
+    token: SecretString,
+}
+
+/// What a sendMessage attempt came to.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// 400 "can't parse entities": the HTML was refused, plain text may pass.
+    BadMarkup(String),
+    /// Anything else, already classified.
+    Delivery(DeliveryError),
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    ok: bool,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    parameters: Option<ResponseParameters>,
+    #[serde(default)]
+    result: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct ResponseParameters {
+    #[serde(default)]
+    retry_after: Option<u64>,
+}
+
+impl TelegramClient {
+    pub(crate) fn new(http: reqwest::Client, api_url: &str, token: SecretString) -> Self {
+        Self {
+            http,
+            api_url: api_url.trim_end_matches('/').to_string(),
+            token,
+        }
+    }
+
+    fn method_url(&self, method: &str) -> String {
+        format!(
+            "{}/bot{}/{}",
+            self.api_url,
+            self.token.expose_secret(),
+            method
+        )
+    }
+
+    /// `sendMessage` to one chat; `html` selects `parse_mode=HTML`.
+    pub(crate) async fn send_message(
+        &self,
+        chat_id: &str,
+        text: &str,
+        html: bool,
+    ) -> Result<(), SendError> {
+        // Numeric ids go as numbers, @channel names as strings, as the API documents.
+        let chat: serde_json::Value = match chat_id.parse::<i64>() {
+            Ok(n) => json!(n),
+            Err(_) => json!(chat_id),
+        };
+        let mut body = json!({
+            "chat_id": chat,
+            "text": text,
+            "link_preview_options": { "is_disabled": true },
+        });
+        if html {
+            body["parse_mode"] = json!("HTML");
+        }
+        self.call("sendMessage", &body).await.map(|_| ())
+    }
+
+    /// `getMe`: proves the token works; answers the bot's @username.
+    pub(crate) async fn get_me(&self) -> Result<String, DeliveryError> {
+        match self.call("getMe", &json!({})).await {
+            Ok(result) => Ok(result
+                .get("username")
+                .and_then(|u| u.as_str())
+                .map(|u| format!("@{u}"))
+                .unwrap_or_else(|| "bot".into())),
+            Err(SendError::Delivery(e)) => Err(e),
+            Err(SendError::BadMarkup(r)) => Err(DeliveryError::Permanent {
+                reason: r,
+                parts_done: 0,
+            }),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, SendError> {
+        let resp = self
+            .http
+            .post(self.method_url(method))
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                SendError::Delivery(DeliveryError::Transient {
+                    reason: format!("telegram {method}: {}", describe(&e.without_url())),
+                    retry_after: None,
+                    parts_done: 0,
+                })
+            })?;
+        let status = resp.status();
+        let header_retry = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let text = resp.text().await.unwrap_or_default();
+        let parsed: Option<ApiResponse> = serde_json::from_str(&text).ok();
+        if status.is_success() {
+            if let Some(r) = &parsed {
+                if r.ok {
+                    return Ok(r.result.clone().unwrap_or(serde_json::Value::Null));
+                }
+            }
+        }
+        let description = parsed
+            .as_ref()
+            .and_then(|r| r.description.clone())
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        let reason = format!("telegram {method}: HTTP {}: {description}", status.as_u16());
+        let retry_after = parsed
+            .as_ref()
+            .and_then(|r| r.parameters.as_ref())
+            .and_then(|p| p.retry_after)
+            .or(header_retry)
+            .map(Duration::from_secs);
+        let err = match status.as_u16() {
+            429 => DeliveryError::Transient {
+                reason,
+                retry_after: retry_after.or(Some(Duration::from_secs(1))),
+                parts_done: 0,
+            },
+            400 if description.contains("can't parse entities") => {
+                return Err(SendError::BadMarkup(reason))
+            }
+            // A group upgraded to a supergroup answers 400 with migrate_to_chat_id;
+            // bad token 401, bot kicked 403, unknown chat 400/404: config fixes these, retries do not.
+            400..=499 => DeliveryError::Permanent {
+                reason,
+                parts_done: 0,
+            },
+            _ => DeliveryError::Transient {
+                reason,
+                retry_after,
+                parts_done: 0,
+            },
+        };
+        Err(SendError::Delivery(err))
+    }
+}
+
+/// A reqwest error in a few words, without the URL (it holds the token).
+fn describe(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("cannot connect ({})", root_cause(e))
+    } else {
+        root_cause(e)
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

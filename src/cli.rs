@@ -1,0 +1,258 @@
+//! The command line: `serve`, `check-config`, `hash-password`, `send-test`.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::alert::{AlertStatus, Fingerprint, IncomingAlert, Labels, Source};
+use crate::channels::ChannelContext;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::notification::AlertGroup;
+use crate::startup::Application;
+
+/// alertrelay: from Alertmanager, Grafana, GCP and probes to the people who must hear.
+#[derive(Debug, Parser)]
+#[command(name = "alertrelay", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (embedded defaults without -c: 127.0.0.1:9099, SQLite alertrelay.db, no channels).
+    Serve {
+        /// Config file (YAML).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+        /// Listen address, overriding `listen`'s host.
+        #[arg(short = 'H', long = "host")]
+        host: Option<String>,
+        /// Listen port, overriding `listen`'s port.
+        #[arg(short = 'p', long = "port")]
+        port: Option<u16>,
+        /// Write logs to this file instead of stderr.
+        #[arg(short = 'l', long = "log")]
+        log: Option<PathBuf>,
+    },
+    /// Check a config file: exit 0 with a summary, or 1 with every error and its place.
+    CheckConfig {
+        /// Config file (YAML).
+        file: PathBuf,
+    },
+    /// Read a password on stdin and print an argon2id hash for `ui.users`.
+    HashPassword,
+    /// Send a sample firing alert through one channel.
+    SendTest {
+        /// Channel name from the config.
+        #[arg(long)]
+        channel: String,
+        /// Config file (YAML).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// Parses arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(cfg) => {
+                println!("{}", cfg.summary());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s)", errors.errors.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::HashPassword => hash_password(),
+        Command::Serve {
+            config,
+            host,
+            port,
+            log,
+        } => run_async(serve(config, host, port, log)),
+        Command::SendTest { channel, config } => run_async(send_test(channel, config)),
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(config: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match config {
+        Some(path) => {
+            Config::load(path).map_err(|e| anyhow::anyhow!("the config does not check out:\n{e}"))
+        }
+        None => Ok(Config::default()),
+    }
+}
+
+async fn serve(
+    config: Option<PathBuf>,
+    host: Option<String>,
+    port: Option<u16>,
+    log: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut cfg = load(config.as_ref())?;
+    if let Some(h) = host {
+        let ip: IpAddr = if h == "localhost" {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            h.trim_matches(|c| c == '[' || c == ']')
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--host {h:?} is not an IP address"))?
+        };
+        cfg.listen = SocketAddr::new(ip, cfg.listen.port());
+    }
+    if let Some(p) = port {
+        cfg.listen.set_port(p);
+    }
+    let _guard = crate::telemetry::init_logging(log.as_deref())?;
+    let app = Application::build(cfg, Clock::system()).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("error: cannot read stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = input
+        .strip_suffix('\n')
+        .map(|s| s.strip_suffix('\r').unwrap_or(s))
+        .unwrap_or(&input);
+    if password.is_empty() {
+        eprintln!("error: empty password on stdin");
+        return ExitCode::FAILURE;
+    }
+    match crate::auth::hash_password(password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The alert `send-test` sends.
+pub fn sample_alert(clock: &Clock) -> IncomingAlert {
+    let labels: Labels = [
+        ("alertname", "AlertrelayTest"),
+        ("severity", "info"),
+        ("instance", "alertrelay.example:9099"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    IncomingAlert {
+        fingerprint: Fingerprint::from_labels(&labels),
+        status: AlertStatus::Firing,
+        labels,
+        annotations: [
+            (
+                "summary".to_string(),
+                "Test notification from alertrelay".to_string(),
+            ),
+            (
+                "description".to_string(),
+                "If you can read this, the channel works.".to_string(),
+            ),
+        ]
+        .into(),
+        starts_at: clock.now(),
+        ends_at: None,
+        generator_url: None,
+        source: Source::Alertmanager,
+    }
+}
+
+async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = load(config.as_ref())?;
+    let Some(cc) = cfg.channel(&channel) else {
+        let names: Vec<&str> = cfg.channels.iter().map(|c| c.name.as_str()).collect();
+        anyhow::bail!(
+            "no channel named {channel:?} (configured: {})",
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let ctx = ChannelContext {
+        timezone: cfg.timezone,
+        public_url: cfg.public_url.clone(),
+        timeout: cfg.delivery.timeout,
+    };
+    let ch = cc.build(&ctx)?;
+    let group = AlertGroup {
+        status: AlertStatus::Firing,
+        alerts: vec![sample_alert(&Clock::system())],
+        others_firing: 0,
+    };
+    let mut failed = 0;
+    for dest in ch.destinations() {
+        match ch.send(&dest, &group, 0).await {
+            Ok(()) => println!("{channel} → {dest}: sent"),
+            Err(e) => {
+                failed += 1;
+                println!("{channel} → {dest}: FAILED: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} destination(s) failed");
+    }
+    Ok(())
+}

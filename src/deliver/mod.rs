@@ -1,0 +1,346 @@
+//! Getting notifications out: planning them at ingest, then the outbox
+//! workers that send, retry and give up.
+//!
+//! A notification is written to the outbox in the same transaction as the
+//! alert change that caused it (see [`Planner`]). One worker per channel
+//! takes due entries with a lease, sends them with bounded concurrency, and
+//! records the result: sent, retry at a time (exponential backoff with
+//! jitter, or the platform's `retry_after`), or failed after the last
+//! attempt. Workers of different channels share nothing, so a slow or
+//! failing channel never holds back another. A crash loses nothing: an
+//! entry is only marked sent after the channel accepted it, and a lease
+//! left by a dead process expires (SQLite clears its leases at start).
+
+pub mod backoff;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_util::sync::CancellationToken;
+
+use crate::alert::{AlertStatus, IncomingAlert, Transition};
+use crate::channels::{Channel, DeliveryError};
+use crate::clock::Clock;
+use crate::config::DeliveryConfig;
+use crate::notification::AlertGroup;
+use crate::route::Router;
+use crate::store::{NewNotification, Notification, NotificationPlanner, Store};
+use crate::telemetry::Metrics;
+
+/// Wakes channel workers when the outbox got new entries.
+#[derive(Clone, Default)]
+pub struct OutboxSignal {
+    per_channel: Arc<HashMap<String, Arc<Notify>>>,
+}
+
+impl OutboxSignal {
+    /// One wake-up per channel name.
+    pub fn new(channels: &[String]) -> Self {
+        Self {
+            per_channel: Arc::new(
+                channels
+                    .iter()
+                    .map(|c| (c.clone(), Arc::new(Notify::new())))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Wakes every worker (a stored permit if it is busy, so none misses it).
+    pub fn wake_all(&self) {
+        for n in self.per_channel.values() {
+            n.notify_one();
+        }
+    }
+
+    fn get(&self, channel: &str) -> Arc<Notify> {
+        self.per_channel.get(channel).cloned().unwrap_or_default()
+    }
+}
+
+/// What the planner needs to know of a channel.
+#[derive(Debug, Clone)]
+pub struct ChannelTarget {
+    /// Channel name.
+    pub name: String,
+    /// Its destinations (one outbox entry each).
+    pub destinations: Vec<String>,
+    /// Whether it wants resolved notifications.
+    pub send_resolved: bool,
+}
+
+/// Turns a request's state changes into outbox entries: per channel and per
+/// new state, one message listing the alerts that changed, counting the
+/// request's other still-firing alerts routed there.
+pub struct Planner {
+    router: Router,
+    targets: Vec<ChannelTarget>,
+}
+
+impl Planner {
+    /// A planner for these routes and channels.
+    pub fn new(router: Router, targets: Vec<ChannelTarget>) -> Self {
+        Self { router, targets }
+    }
+}
+
+impl NotificationPlanner for Planner {
+    fn plan(&self, alerts: &[(IncomingAlert, Transition)]) -> Vec<NewNotification> {
+        // (target index, status) -> alerts, in first-seen order.
+        let mut groups: Vec<((usize, AlertStatus), Vec<IncomingAlert>)> = Vec::new();
+        let mut still_firing: HashMap<usize, u32> = HashMap::new();
+        for (alert, transition) in alerts {
+            let labels = alert.match_labels();
+            for name in self.router.channels_for(&labels) {
+                let Some(idx) = self.targets.iter().position(|t| t.name == name) else {
+                    continue;
+                };
+                if transition.notifies() {
+                    let key = (idx, alert.status);
+                    match groups.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, list)) => list.push(alert.clone()),
+                        None => groups.push((key, vec![alert.clone()])),
+                    }
+                } else if *transition == Transition::Seen
+                    && alert.status == AlertStatus::Firing
+                    && alert.ends_at.is_none()
+                {
+                    *still_firing.entry(idx).or_default() += 1;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for ((idx, status), list) in groups {
+            let target = &self.targets[idx];
+            if status == AlertStatus::Resolved && !target.send_resolved {
+                continue;
+            }
+            let group = AlertGroup {
+                status,
+                alerts: list,
+                others_firing: still_firing.get(&idx).copied().unwrap_or(0),
+            };
+            for dest in &target.destinations {
+                out.push(NewNotification {
+                    channel: target.name.clone(),
+                    destination: dest.clone(),
+                    group: group.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Shared by every channel worker.
+#[derive(Clone)]
+pub struct Outbox {
+    store: Arc<dyn Store>,
+    clock: Clock,
+    config: DeliveryConfig,
+    metrics: Arc<Metrics>,
+    signal: OutboxSignal,
+}
+
+/// How long a worker waits before looking again when nothing woke it: other
+/// replicas may have queued work, and retries fall due.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+impl Outbox {
+    /// The outbox over a store.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Clock,
+        config: DeliveryConfig,
+        metrics: Arc<Metrics>,
+        signal: OutboxSignal,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            config,
+            metrics,
+            signal,
+        }
+    }
+
+    /// Longest one send may take (a split message is several requests).
+    fn send_deadline(&self) -> Duration {
+        self.config.timeout.saturating_mul(3)
+    }
+
+    /// How long a claim is held: past the deadline, with margin, so a live
+    /// worker never loses its lease to another replica mid-send.
+    fn lease(&self) -> Duration {
+        self.send_deadline() + Duration::from_secs(15)
+    }
+
+    /// Starts one worker per channel. They stop taking work when `shutdown`
+    /// fires and finish what is in flight within `drain`.
+    pub fn spawn(
+        &self,
+        channels: Vec<Arc<Channel>>,
+        shutdown: CancellationToken,
+        drain: Duration,
+    ) -> Vec<JoinHandle<()>> {
+        channels
+            .into_iter()
+            .map(|ch| {
+                let me = self.clone();
+                let stop = shutdown.clone();
+                tokio::spawn(async move { me.run_channel(ch, stop, drain).await })
+            })
+            .collect()
+    }
+
+    async fn run_channel(
+        self,
+        channel: Arc<Channel>,
+        shutdown: CancellationToken,
+        drain: Duration,
+    ) {
+        let name = channel.name().to_string();
+        let wake = self.signal.get(&name);
+        let slots = Arc::new(Semaphore::new(self.config.concurrency));
+        let mut inflight: JoinSet<i64> = JoinSet::new();
+        let mut claimed: Vec<i64> = Vec::new();
+        loop {
+            if shutdown.is_cancelled() {
+                break;
+            }
+            let free = slots.available_permits();
+            let mut full_batch = false;
+            if free > 0 {
+                let now = self.clock.now();
+                let lease_until = now
+                    + chrono::Duration::from_std(self.lease())
+                        .unwrap_or(chrono::Duration::minutes(5));
+                match self
+                    .store
+                    .claim_due(&name, now, lease_until, free as u32)
+                    .await
+                {
+                    Ok(batch) => {
+                        full_batch = batch.len() == free;
+                        for n in batch {
+                            let Ok(permit) = slots.clone().acquire_owned().await else {
+                                break;
+                            };
+                            claimed.push(n.id);
+                            let me = self.clone();
+                            let ch = channel.clone();
+                            inflight.spawn(async move {
+                                let id = n.id;
+                                me.deliver(&ch, n).await;
+                                drop(permit);
+                                id
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(channel = %name, error = %e, "cannot read the outbox")
+                    }
+                }
+            }
+            if full_batch {
+                continue;
+            }
+            let wait = self.idle_wait(&name).await;
+            tokio::select! {
+                _ = wake.notified() => {}
+                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                    if let Ok(id) = done { claimed.retain(|c| *c != id); }
+                }
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Shutdown: let sends in flight finish, within the bound.
+        let finished = tokio::time::timeout(drain, async {
+            while let Some(done) = inflight.join_next().await {
+                if let Ok(id) = done {
+                    claimed.retain(|c| *c != id);
+                }
+            }
+        })
+        .await;
+        if finished.is_err() {
+            inflight.abort_all();
+            tracing::warn!(channel = %name, unfinished = claimed.len(), "shutdown: sends still in flight were stopped; they will be retried");
+        }
+        // Anything still claimed goes back to the queue for the next run.
+        while inflight.join_next().await.is_some() {}
+        if let Err(e) = self.store.release(&claimed).await {
+            tracing::error!(channel = %name, error = %e, "cannot release claims at shutdown");
+        }
+    }
+
+    async fn idle_wait(&self, channel: &str) -> Duration {
+        match self.store.next_due(channel).await {
+            Ok(Some(at)) => (at - self.clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(5), IDLE_POLL),
+            _ => IDLE_POLL,
+        }
+    }
+
+    /// One attempt, and what it leaves in the store.
+    async fn deliver(&self, channel: &Channel, n: Notification) {
+        let name = channel.name();
+        let result = match tokio::time::timeout(
+            self.send_deadline(),
+            channel.send(&n.destination, &n.group, n.parts_done),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::Transient {
+                reason: format!("no answer within {:?}", self.send_deadline()),
+                retry_after: None,
+                parts_done: n.parts_done,
+            }),
+        };
+        let now = self.clock.now();
+        let outcome = match result {
+            Ok(()) => {
+                let latency = (now - n.created_at).to_std().unwrap_or_default();
+                self.metrics.notification_sent(name, n.id, latency);
+                self.store.mark_sent(n.id, now).await
+            }
+            Err(DeliveryError::Transient {
+                reason,
+                retry_after,
+                parts_done,
+            }) if n.attempts < self.config.max_attempts => {
+                let backoff =
+                    backoff::delay(n.attempts, self.config.retry_initial, self.config.retry_max);
+                // The platform's own retry_after wins: coming back sooner only earns another 429.
+                let after = retry_after
+                    .map(|r| r.max(backoff.min(r + Duration::from_secs(1))))
+                    .unwrap_or(backoff);
+                self.metrics
+                    .notification_retry(name, n.id, n.attempts, after, &reason);
+                let at =
+                    now + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::minutes(5));
+                self.store
+                    .mark_retry(n.id, at, &reason, parts_done.max(n.parts_done))
+                    .await
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                let parts_done = e.parts_done().max(n.parts_done);
+                self.metrics
+                    .notification_failed(name, n.id, n.attempts, &reason);
+                self.store.mark_failed(n.id, &reason, parts_done).await
+            }
+        };
+        if let Err(e) = outcome {
+            // The lease will expire and the entry be tried again: at least once.
+            tracing::error!(channel = name, notification = n.id, error = %e, "cannot record delivery result");
+        }
+    }
+}

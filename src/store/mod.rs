@@ -1,0 +1,594 @@
+//! Where alerts, their events and the notification outbox are kept.
+//!
+//! One [`Store`] interface, two databases: SQLite (embedded default) and
+//! PostgreSQL (shared by replicas). Each has its own migrations folder; the
+//! SQL both share is written once in `sql.rs` and instantiated per database
+//! by a macro, because sqlx's `Any` driver has no typed timestamps and
+//! generic sqlx code drowns in trait bounds.
+//!
+//! The decision of what an incoming batch changes ([`plan_batch`]) is pure
+//! and shared; the databases only load current states and write the result,
+//! all in one transaction, so a 200 means alerts, events and notifications
+//! are all on disk.
+
+pub mod postgres;
+mod sql;
+pub mod sqlite;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::alert::{
+    decide, Ack, AlertState, AlertStatus, Event, Fingerprint, IncomingAlert, Source, StoredAlert,
+    Transition,
+};
+use crate::config::StorageConfig;
+use crate::notification::AlertGroup;
+
+/// A storage failure. Details go to the log, never to HTTP clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database said no.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Schema migration failed at start.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The group-commit writer has stopped (shutting down).
+    #[error("the storage writer has stopped")]
+    WriterGone,
+}
+
+/// Opens the configured database and applies migrations.
+pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
+    match config {
+        StorageConfig::Sqlite { path } => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        StorageConfig::Postgres { url } => Ok(Arc::new(postgres::PostgresStore::open(url).await?)),
+    }
+}
+
+/// The alerts of one incoming request (one webhook call).
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    /// Alerts in the order received.
+    pub alerts: Vec<IncomingAlert>,
+}
+
+/// Decides which notifications a request's state changes cause. Implemented
+/// by `deliver::Planner`; the store calls it inside the ingest transaction so
+/// notifications are committed together with the alerts.
+pub trait NotificationPlanner: Send + Sync {
+    /// `alerts` are one request's alerts with what receiving each meant.
+    fn plan(&self, alerts: &[(IncomingAlert, Transition)]) -> Vec<NewNotification>;
+}
+
+/// A notification about to enter the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNotification {
+    /// Channel name.
+    pub channel: String,
+    /// Destination within the channel (a chat id, ...).
+    pub destination: String,
+    /// What to say.
+    pub group: AlertGroup,
+}
+
+/// Delivery state of a notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationState {
+    /// Waiting for (another) attempt.
+    Pending,
+    /// Accepted by the channel.
+    Sent,
+    /// Gave up after its retries; can be re-sent.
+    Failed,
+}
+
+impl NotificationState {
+    /// Stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotificationState::Pending => "pending",
+            NotificationState::Sent => "sent",
+            NotificationState::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(NotificationState::Pending),
+            "sent" => Some(NotificationState::Sent),
+            "failed" => Some(NotificationState::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A notification as stored in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Notification {
+    /// Outbox id.
+    pub id: i64,
+    /// Channel name.
+    pub channel: String,
+    /// Destination within the channel.
+    pub destination: String,
+    /// Where it stands.
+    pub state: NotificationState,
+    /// Attempts made (including one in progress).
+    pub attempts: u32,
+    /// Parts of a split message already accepted.
+    pub parts_done: u32,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When it may next be tried.
+    pub next_attempt_at: DateTime<Utc>,
+    /// When the channel accepted it.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// What it says.
+    pub group: AlertGroup,
+}
+
+/// Filters of `/api/v1/alerts` (and, where they apply, `/api/v1/events`).
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    /// firing or resolved.
+    pub status: Option<AlertStatus>,
+    /// `severity` label.
+    pub severity: Option<String>,
+    /// Source name.
+    pub source: Option<Source>,
+    /// `alertname` label.
+    pub alertname: Option<String>,
+    /// `instance` label.
+    pub instance: Option<String>,
+    /// Free text searched in labels and annotations.
+    pub q: Option<String>,
+    /// Lower time bound (alerts: last seen; events: when).
+    pub since: Option<DateTime<Utc>>,
+    /// Upper time bound.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass as `cursor=` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    /// Alerts: after this (last_seen micros, fingerprint).
+    Alert(i64, String),
+    /// Events and notifications: ids below this.
+    Id(i64),
+}
+
+impl Cursor {
+    /// Opaque text for clients.
+    pub fn encode(&self) -> String {
+        let raw = match self {
+            Cursor::Alert(ts, fp) => format!("a:{ts}:{fp}"),
+            Cursor::Id(id) => format!("i:{id}"),
+        };
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Reads what [`Cursor::encode`] wrote.
+    pub fn decode(text: &str) -> Option<Cursor> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let mut it = raw.splitn(3, ':');
+        match (it.next()?, it.next()?, it.next()) {
+            ("a", ts, Some(fp)) => Some(Cursor::Alert(ts.parse().ok()?, fp.to_string())),
+            ("i", id, None) => Some(Cursor::Id(id.parse().ok()?)),
+            _ => None,
+        }
+    }
+}
+
+/// Counts for /metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxCount {
+    /// Channel name.
+    pub channel: String,
+    /// State.
+    pub state: NotificationState,
+    /// How many.
+    pub count: i64,
+}
+
+/// The storage interface. Every method is one short transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores a batch of requests (group commit): one transaction for all,
+    /// with the notifications the planner decides. Returns each request's
+    /// notification count, in order.
+    async fn ingest(
+        &self,
+        requests: &[IngestRequest],
+        planner: &dyn NotificationPlanner,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<usize>, StoreError>;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// A page of alerts, most recently seen first.
+    async fn list_alerts(
+        &self,
+        filter: &AlertFilter,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<StoredAlert>, StoreError>;
+    /// One alert.
+    async fn get_alert(&self, fingerprint: &str) -> Result<Option<StoredAlert>, StoreError>;
+    /// A page of events, newest first.
+    async fn list_events(
+        &self,
+        filter: &AlertFilter,
+        fingerprint: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Event>, StoreError>;
+    /// Takes up to `limit` due notifications of a channel for sending, leasing
+    /// them until `lease_until` so no other worker or replica takes them.
+    async fn claim_due(
+        &self,
+        channel: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// The channel accepted it.
+    async fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Try again at `next_at`.
+    async fn mark_retry(
+        &self,
+        id: i64,
+        next_at: DateTime<Utc>,
+        error: &str,
+        parts_done: u32,
+    ) -> Result<(), StoreError>;
+    /// Give up: kept as failed, visible, re-sendable.
+    async fn mark_failed(&self, id: i64, error: &str, parts_done: u32) -> Result<(), StoreError>;
+    /// Returns leased notifications to the queue (shutdown before they finished).
+    async fn release(&self, ids: &[i64]) -> Result<(), StoreError>;
+    /// Clears every lease: only for a database this process owns alone (SQLite) at start.
+    async fn release_all_claims(&self) -> Result<(), StoreError>;
+    /// Earliest time a pending notification of the channel becomes due.
+    async fn next_due(&self, channel: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// A page of notifications, newest first.
+    async fn list_notifications(
+        &self,
+        state: Option<NotificationState>,
+        channel: Option<&str>,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Notification>, StoreError>;
+    /// Puts a failed notification back in the queue; false if there is no failed one with that id.
+    async fn resend(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Notifications per channel and state, for /metrics.
+    async fn outbox_counts(&self) -> Result<Vec<OutboxCount>, StoreError>;
+}
+
+/// The new stored state of one alert after a batch.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AlertWrite {
+    pub alert: IncomingAlert,
+    pub status: AlertStatus,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// An event row to insert.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventWrite {
+    pub fingerprint: Fingerprint,
+    pub alertname: String,
+    pub status: AlertStatus,
+}
+
+/// Everything one batch writes.
+#[derive(Debug, Default)]
+pub(crate) struct BatchWrite {
+    /// Final state per alert, one entry per fingerprint, in first-seen order.
+    pub alerts: Vec<AlertWrite>,
+    pub events: Vec<EventWrite>,
+    pub notifications: Vec<NewNotification>,
+    /// Notifications per request.
+    pub per_request: Vec<usize>,
+}
+
+/// Current state of an alert as far as dedup needs it, plus its end.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Current {
+    pub state: AlertState,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// The pure heart of ingest: given what is stored for the batch's
+/// fingerprints, what does the batch change? Requests are applied in order,
+/// so a fingerprint that appears twice in a batch is decided against the
+/// state the first occurrence left.
+pub(crate) fn plan_batch(
+    mut existing: HashMap<Fingerprint, Current>,
+    requests: &[IngestRequest],
+    planner: &dyn NotificationPlanner,
+    now: DateTime<Utc>,
+) -> BatchWrite {
+    let mut out = BatchWrite::default();
+    let mut index: HashMap<Fingerprint, usize> = HashMap::new();
+    for req in requests {
+        let mut decided = Vec::with_capacity(req.alerts.len());
+        for a in &req.alerts {
+            let cur = existing.get(&a.fingerprint).copied();
+            let t = decide(cur.map(|c| c.state), a);
+            let (status, starts_at, ends_at) = match (t, cur) {
+                (Transition::Seen, Some(c)) => (c.state.status, c.state.starts_at, c.ends_at),
+                (Transition::Resolved, Some(c)) => (
+                    AlertStatus::Resolved,
+                    c.state.starts_at,
+                    Some(a.ends_at.unwrap_or(now)),
+                ),
+                (Transition::ResolvedUnseen, _) => (
+                    AlertStatus::Resolved,
+                    a.starts_at,
+                    Some(a.ends_at.unwrap_or(now)),
+                ),
+                _ => (AlertStatus::Firing, a.starts_at, None),
+            };
+            existing.insert(
+                a.fingerprint.clone(),
+                Current {
+                    state: AlertState { status, starts_at },
+                    ends_at,
+                },
+            );
+            let write = AlertWrite {
+                alert: a.clone(),
+                status,
+                starts_at,
+                ends_at,
+            };
+            match index.get(&a.fingerprint) {
+                Some(&i) => out.alerts[i] = write,
+                None => {
+                    index.insert(a.fingerprint.clone(), out.alerts.len());
+                    out.alerts.push(write);
+                }
+            }
+            if t.is_change() {
+                out.events.push(EventWrite {
+                    fingerprint: a.fingerprint.clone(),
+                    alertname: a.labels.get("alertname").cloned().unwrap_or_default(),
+                    status,
+                });
+            }
+            // The channel shows the alert as it now stands (a resolve keeps its start).
+            let mut shown = a.clone();
+            shown.starts_at = starts_at;
+            shown.ends_at = ends_at;
+            decided.push((shown, t));
+        }
+        let notes = planner.plan(&decided);
+        out.per_request.push(notes.len());
+        out.notifications.extend(notes);
+    }
+    out
+}
+
+/// Microseconds since the epoch, the stored time format of both databases.
+pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Reads a stored time.
+pub(crate) fn from_micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us)
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {us}")))
+}
+
+/// An alert row as both databases return it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AlertRow {
+    pub fingerprint: String,
+    pub status: String,
+    pub source: String,
+    pub labels: String,
+    pub annotations: String,
+    pub generator_url: Option<String>,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub ack_by: Option<String>,
+    pub ack_memo: Option<String>,
+    pub ack_at: Option<i64>,
+}
+
+impl AlertRow {
+    pub(crate) fn into_alert(self) -> Result<StoredAlert, StoreError> {
+        let ack = match (self.ack_by, self.ack_at) {
+            (Some(by), Some(at)) => Some(Ack {
+                by,
+                memo: self.ack_memo.unwrap_or_default(),
+                at: from_micros(at)?,
+            }),
+            _ => None,
+        };
+        Ok(StoredAlert {
+            fingerprint: Fingerprint::new(self.fingerprint),
+            status: AlertStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("status {}", self.status)))?,
+            labels: serde_json::from_str(&self.labels)
+                .map_err(|e| StoreError::Corrupt(format!("labels: {e}")))?,
+            annotations: serde_json::from_str(&self.annotations)
+                .map_err(|e| StoreError::Corrupt(format!("annotations: {e}")))?,
+            source: Source::parse(&self.source)
+                .ok_or_else(|| StoreError::Corrupt(format!("source {}", self.source)))?,
+            starts_at: from_micros(self.starts_at)?,
+            ends_at: self.ends_at.map(from_micros).transpose()?,
+            first_seen: from_micros(self.first_seen)?,
+            last_seen: from_micros(self.last_seen)?,
+            generator_url: self.generator_url,
+            ack,
+        })
+    }
+}
+
+/// An event row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EventRow {
+    pub id: i64,
+    pub fingerprint: String,
+    pub alertname: String,
+    pub status: String,
+    pub at: i64,
+}
+
+impl EventRow {
+    pub(crate) fn into_event(self) -> Result<Event, StoreError> {
+        Ok(Event {
+            id: self.id,
+            fingerprint: Fingerprint::new(self.fingerprint),
+            alertname: self.alertname,
+            status: AlertStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("status {}", self.status)))?,
+            at: from_micros(self.at)?,
+        })
+    }
+}
+
+/// A notification row.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct NotificationRow {
+    pub id: i64,
+    pub channel: String,
+    pub destination: String,
+    pub state: String,
+    pub attempts: i64,
+    pub parts_done: i64,
+    pub created_at: i64,
+    pub next_attempt_at: i64,
+    pub sent_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub payload: String,
+}
+
+impl NotificationRow {
+    pub(crate) fn into_notification(self) -> Result<Notification, StoreError> {
+        Ok(Notification {
+            id: self.id,
+            channel: self.channel,
+            destination: self.destination,
+            state: NotificationState::parse(&self.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("state {}", self.state)))?,
+            attempts: u32::try_from(self.attempts).unwrap_or(0),
+            parts_done: u32::try_from(self.parts_done).unwrap_or(0),
+            created_at: from_micros(self.created_at)?,
+            next_attempt_at: from_micros(self.next_attempt_at)?,
+            sent_at: self.sent_at.map(from_micros).transpose()?,
+            last_error: self.last_error,
+            group: serde_json::from_str(&self.payload)
+                .map_err(|e| StoreError::Corrupt(format!("payload: {e}")))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::Labels;
+    use chrono::TimeZone;
+
+    struct EveryChange;
+    impl NotificationPlanner for EveryChange {
+        fn plan(&self, alerts: &[(IncomingAlert, Transition)]) -> Vec<NewNotification> {
+            alerts
+                .iter()
+                .filter(|(_, t)| t.notifies())
+                .map(|(a, _)| NewNotification {
+                    channel: "c".into(),
+                    destination: "d".into(),
+                    group: AlertGroup {
+                        status: a.status,
+                        alerts: vec![a.clone()],
+                        others_firing: 0,
+                    },
+                })
+                .collect()
+        }
+    }
+
+    fn alert(status: AlertStatus) -> IncomingAlert {
+        let labels: Labels = [("alertname".to_string(), "X".to_string())].into();
+        IncomingAlert {
+            fingerprint: Fingerprint::from_labels(&labels),
+            status,
+            labels,
+            annotations: Labels::new(),
+            starts_at: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .expect("t"),
+            ends_at: None,
+            generator_url: None,
+            source: Source::Alertmanager,
+        }
+    }
+
+    #[test]
+    fn fire_resend_resolve_in_one_batch() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 5, 0)
+            .single()
+            .expect("t");
+        let reqs = vec![
+            IngestRequest {
+                alerts: vec![alert(AlertStatus::Firing)],
+            },
+            IngestRequest {
+                alerts: vec![alert(AlertStatus::Firing)],
+            },
+            IngestRequest {
+                alerts: vec![alert(AlertStatus::Resolved)],
+            },
+        ];
+        let w = plan_batch(HashMap::new(), &reqs, &EveryChange, now);
+        assert_eq!(w.alerts.len(), 1, "one row per fingerprint");
+        assert_eq!(w.alerts[0].status, AlertStatus::Resolved);
+        assert_eq!(w.alerts[0].ends_at, Some(now));
+        assert_eq!(
+            w.events.iter().map(|e| e.status).collect::<Vec<_>>(),
+            vec![AlertStatus::Firing, AlertStatus::Resolved]
+        );
+        assert_eq!(w.per_request, vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn cursor_round_trip_and_garbage() {
+        for c in [Cursor::Alert(123, "abc:def".into()), Cursor::Id(42)] {
+            assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        }
+        assert_eq!(Cursor::decode("!!"), None);
+        assert_eq!(Cursor::decode(""), None);
+    }
+}

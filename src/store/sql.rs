@@ -1,0 +1,395 @@
+//! The SQL both databases share, instantiated once per database.
+//!
+//! A macro rather than generic code: sqlx's per-database types make generic
+//! query code a wall of trait bounds, while the statements themselves are the
+//! same. Where the dialects differ the macro takes the difference as an
+//! argument (`ILIKE` vs `LIKE`, `FOR UPDATE SKIP LOCKED`), and each store
+//! supplies `lock_fingerprints` (PostgreSQL serialises replicas that ingest
+//! the same new alert at once; SQLite has one writer already).
+
+/// Implements [`crate::store::Store`] for `$store`, which must have fields
+/// `read` and `write` (`sqlx::Pool<$db>`) and an associated
+/// `async fn lock_fingerprints(tx, &[String]) -> Result<(), StoreError>`.
+macro_rules! impl_sql_store {
+    ($store:ty, $db:ty, like = $like:literal, skip_locked = $skip:literal) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+            async fn ingest(
+                &self,
+                requests: &[$crate::store::IngestRequest],
+                planner: &dyn $crate::store::NotificationPlanner,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<usize>, $crate::store::StoreError> {
+                use std::collections::HashMap;
+                use $crate::alert::{AlertState, AlertStatus, Fingerprint};
+                use $crate::store::{from_micros, plan_batch, to_micros, Current, StoreError};
+
+                let mut fps: Vec<String> = requests
+                    .iter()
+                    .flat_map(|r| r.alerts.iter().map(|a| a.fingerprint.as_str().to_string()))
+                    .collect();
+                fps.sort_unstable();
+                fps.dedup();
+                let mut tx = self.write.begin().await?;
+                Self::lock_fingerprints(&mut tx, &fps).await?;
+                let mut existing: HashMap<Fingerprint, Current> = HashMap::with_capacity(fps.len());
+                for chunk in fps.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT fingerprint, status, starts_at, ends_at FROM alerts WHERE fingerprint IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for fp in chunk {
+                        sep.push_bind(fp.as_str());
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String, String, i64, Option<i64>)> =
+                        qb.build_query_as().fetch_all(&mut *tx).await?;
+                    for (fp, status, starts, ends) in rows {
+                        let status = AlertStatus::parse(&status)
+                            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
+                        existing.insert(
+                            Fingerprint::new(fp),
+                            Current {
+                                state: AlertState { status, starts_at: from_micros(starts)? },
+                                ends_at: ends.map(from_micros).transpose()?,
+                            },
+                        );
+                    }
+                }
+                let write = plan_batch(existing, requests, planner, now);
+                let now_us = to_micros(now);
+                for chunk in write.alerts.chunks(200) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO alerts (fingerprint, status, alertname, severity, instance, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen) ",
+                    );
+                    qb.push_values(chunk, |mut b, w| {
+                        let label = |k: &str| w.alert.labels.get(k).cloned().unwrap_or_default();
+                        b.push_bind(w.alert.fingerprint.as_str().to_string())
+                            .push_bind(w.status.as_str())
+                            .push_bind(label("alertname"))
+                            .push_bind(label("severity"))
+                            .push_bind(label("instance"))
+                            .push_bind(w.alert.source.as_str())
+                            .push_bind(serde_json::to_string(&w.alert.labels).unwrap_or_else(|_| "{}".into()))
+                            .push_bind(serde_json::to_string(&w.alert.annotations).unwrap_or_else(|_| "{}".into()))
+                            .push_bind(w.alert.generator_url.clone())
+                            .push_bind(to_micros(w.starts_at))
+                            .push_bind(w.ends_at.map(to_micros))
+                            .push_bind(now_us)
+                            .push_bind(now_us);
+                    });
+                    // A new incident (new start) clears the previous one's acknowledgement.
+                    qb.push(
+                        " ON CONFLICT (fingerprint) DO UPDATE SET \
+                         ack_by = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_by ELSE NULL END, \
+                         ack_memo = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_memo ELSE NULL END, \
+                         ack_at = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_at ELSE NULL END, \
+                         status = excluded.status, alertname = excluded.alertname, severity = excluded.severity, \
+                         instance = excluded.instance, source = excluded.source, labels = excluded.labels, \
+                         annotations = excluded.annotations, generator_url = excluded.generator_url, \
+                         starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen",
+                    );
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in write.events.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO events (fingerprint, alertname, status, at) ");
+                    qb.push_values(chunk, |mut b, e| {
+                        b.push_bind(e.fingerprint.as_str().to_string())
+                            .push_bind(e.alertname.clone())
+                            .push_bind(e.status.as_str())
+                            .push_bind(now_us);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in write.notifications.chunks(200) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO notifications (channel, destination, status, payload, state, attempts, parts_done, created_at, next_attempt_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, n| {
+                        b.push_bind(n.channel.clone())
+                            .push_bind(n.destination.clone())
+                            .push_bind(n.group.status.as_str())
+                            .push_bind(serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
+                            .push_bind("pending")
+                            .push_bind(0i64)
+                            .push_bind(0i64)
+                            .push_bind(now_us)
+                            .push_bind(now_us);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                tx.commit().await?;
+                Ok(write.per_request)
+            }
+
+            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("SELECT 1").execute(&self.read).await?;
+                Ok(())
+            }
+
+            async fn list_alerts(
+                &self,
+                filter: &$crate::store::AlertFilter,
+                cursor: Option<&$crate::store::Cursor>,
+                limit: u32,
+            ) -> Result<$crate::store::Page<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+                use $crate::store::{AlertRow, Cursor, Page};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT fingerprint, status, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen, ack_by, ack_memo, ack_at FROM alerts a WHERE 1=1",
+                );
+                push_alert_filter!(qb, filter, "a.last_seen", $like);
+                if let Some(Cursor::Alert(ts, fp)) = cursor {
+                    qb.push(" AND (a.last_seen < ").push_bind(*ts).push(" OR (a.last_seen = ").push_bind(*ts);
+                    qb.push(" AND a.fingerprint < ").push_bind(fp.clone()).push("))");
+                }
+                qb.push(" ORDER BY a.last_seen DESC, a.fingerprint DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                let rows: Vec<AlertRow> = qb.build_query_as().fetch_all(&self.read).await?;
+                let more = rows.len() > limit as usize;
+                let mut items = Vec::with_capacity(rows.len());
+                for r in rows.into_iter().take(limit as usize) {
+                    items.push(r.into_alert()?);
+                }
+                let next_cursor = match (more, items.last()) {
+                    (true, Some(a)) => Some(Cursor::Alert($crate::store::to_micros(a.last_seen), a.fingerprint.to_string()).encode()),
+                    _ => None,
+                };
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn get_alert(&self, fingerprint: &str) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT fingerprint, status, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen, ack_by, ack_memo, ack_at FROM alerts WHERE fingerprint = ",
+                );
+                qb.push_bind(fingerprint.to_string());
+                let row: Option<$crate::store::AlertRow> = qb.build_query_as().fetch_optional(&self.read).await?;
+                row.map(|r| r.into_alert()).transpose()
+            }
+
+            async fn list_events(
+                &self,
+                filter: &$crate::store::AlertFilter,
+                fingerprint: Option<&str>,
+                cursor: Option<&$crate::store::Cursor>,
+                limit: u32,
+            ) -> Result<$crate::store::Page<$crate::alert::Event>, $crate::store::StoreError> {
+                use $crate::store::{Cursor, EventRow, Page};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT e.id, e.fingerprint, e.alertname, e.status, e.at FROM events e JOIN alerts a ON a.fingerprint = e.fingerprint WHERE 1=1",
+                );
+                if let Some(s) = filter.status {
+                    qb.push(" AND e.status = ").push_bind(s.as_str());
+                }
+                let mut f = filter.clone();
+                f.status = None;
+                push_alert_filter!(qb, &f, "e.at", $like);
+                if let Some(fp) = fingerprint {
+                    qb.push(" AND e.fingerprint = ").push_bind(fp.to_string());
+                }
+                if let Some(Cursor::Id(id)) = cursor {
+                    qb.push(" AND e.id < ").push_bind(*id);
+                }
+                qb.push(" ORDER BY e.id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                let rows: Vec<EventRow> = qb.build_query_as().fetch_all(&self.read).await?;
+                let more = rows.len() > limit as usize;
+                let mut items = Vec::with_capacity(rows.len());
+                for r in rows.into_iter().take(limit as usize) {
+                    items.push(r.into_event()?);
+                }
+                let next_cursor = match (more, items.last()) {
+                    (true, Some(e)) => Some(Cursor::Id(e.id).encode()),
+                    _ => None,
+                };
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn claim_due(
+                &self,
+                channel: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<$crate::store::Notification>, $crate::store::StoreError> {
+                use $crate::store::{to_micros, NotificationRow};
+                let now_us = to_micros(now);
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = ");
+                qb.push_bind(to_micros(lease_until));
+                qb.push(", attempts = attempts + 1 WHERE id IN (SELECT id FROM notifications WHERE channel = ");
+                qb.push_bind(channel.to_string());
+                qb.push(" AND state = 'pending' AND next_attempt_at <= ").push_bind(now_us);
+                qb.push(" AND (claimed_until IS NULL OR claimed_until < ").push_bind(now_us);
+                qb.push(") ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                qb.push(concat!($skip, ") RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error, payload"));
+                let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.write).await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in rows {
+                    out.push(r.into_notification()?);
+                }
+                out.sort_by_key(|n| n.id);
+                Ok(out)
+            }
+
+            async fn mark_sent(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'sent', claimed_until = NULL, last_error = NULL, sent_at = ");
+                qb.push_bind($crate::store::to_micros(now)).push(" WHERE id = ").push_bind(id);
+                qb.build().execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn mark_retry(&self, id: i64, next_at: chrono::DateTime<chrono::Utc>, error: &str, parts_done: u32) -> Result<(), $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = NULL, next_attempt_at = ");
+                qb.push_bind($crate::store::to_micros(next_at));
+                qb.push(", last_error = ").push_bind(error.to_string());
+                qb.push(", parts_done = ").push_bind(i64::from(parts_done));
+                qb.push(" WHERE id = ").push_bind(id);
+                qb.build().execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn mark_failed(&self, id: i64, error: &str, parts_done: u32) -> Result<(), $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'failed', claimed_until = NULL, last_error = ");
+                qb.push_bind(error.to_string());
+                qb.push(", parts_done = ").push_bind(i64::from(parts_done));
+                qb.push(" WHERE id = ").push_bind(id);
+                qb.build().execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn release(&self, ids: &[i64]) -> Result<(), $crate::store::StoreError> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "UPDATE notifications SET claimed_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE state = 'pending' AND id IN (",
+                );
+                let mut sep = qb.separated(", ");
+                for id in ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&self.write).await?;
+                Ok(())
+            }
+
+            async fn release_all_claims(&self) -> Result<(), $crate::store::StoreError> {
+                sqlx::query("UPDATE notifications SET claimed_until = NULL WHERE claimed_until IS NOT NULL")
+                    .execute(&self.write)
+                    .await?;
+                Ok(())
+            }
+
+            async fn next_due(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT MIN(CASE WHEN claimed_until IS NULL OR claimed_until < next_attempt_at THEN next_attempt_at ELSE claimed_until END) FROM notifications WHERE state = 'pending' AND channel = ");
+                qb.push_bind(channel.to_string());
+                let row: (Option<i64>,) = qb.build_query_as().fetch_one(&self.read).await?;
+                row.0.map($crate::store::from_micros).transpose()
+            }
+
+            async fn list_notifications(
+                &self,
+                state: Option<$crate::store::NotificationState>,
+                channel: Option<&str>,
+                cursor: Option<&$crate::store::Cursor>,
+                limit: u32,
+            ) -> Result<$crate::store::Page<$crate::store::Notification>, $crate::store::StoreError> {
+                use $crate::store::{Cursor, NotificationRow, Page};
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error, payload FROM notifications WHERE 1=1",
+                );
+                if let Some(s) = state {
+                    qb.push(" AND state = ").push_bind(s.as_str());
+                }
+                if let Some(c) = channel {
+                    qb.push(" AND channel = ").push_bind(c.to_string());
+                }
+                if let Some(Cursor::Id(id)) = cursor {
+                    qb.push(" AND id < ").push_bind(*id);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.read).await?;
+                let more = rows.len() > limit as usize;
+                let mut items = Vec::with_capacity(rows.len());
+                for r in rows.into_iter().take(limit as usize) {
+                    items.push(r.into_notification()?);
+                }
+                let next_cursor = match (more, items.last()) {
+                    (true, Some(n)) => Some(Cursor::Id(n.id).encode()),
+                    _ => None,
+                };
+                Ok(Page { items, next_cursor })
+            }
+
+            async fn resend(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<bool, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'pending', attempts = 0, claimed_until = NULL, next_attempt_at = ");
+                qb.push_bind($crate::store::to_micros(now));
+                qb.push(" WHERE state = 'failed' AND id = ").push_bind(id);
+                let done = qb.build().execute(&self.write).await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
+                use $crate::store::{NotificationState, OutboxCount, StoreError};
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT channel, state, COUNT(*) FROM notifications WHERE state <> 'sent' GROUP BY channel, state",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(channel, state, count)| {
+                        Ok(OutboxCount {
+                            channel,
+                            state: NotificationState::parse(&state).ok_or_else(|| StoreError::Corrupt(format!("state {state}")))?,
+                            count,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
+}
+
+/// Appends the `/api/v1/alerts` filters (on table alias `a`) to a query.
+macro_rules! push_alert_filter {
+    ($qb:ident, $filter:expr, $time_col:literal, $like:literal) => {{
+        let f: &$crate::store::AlertFilter = $filter;
+        if let Some(s) = f.status {
+            $qb.push(" AND a.status = ").push_bind(s.as_str());
+        }
+        if let Some(s) = &f.severity {
+            $qb.push(" AND a.severity = ").push_bind(s.clone());
+        }
+        if let Some(s) = f.source {
+            $qb.push(" AND a.source = ").push_bind(s.as_str());
+        }
+        if let Some(s) = &f.alertname {
+            $qb.push(" AND a.alertname = ").push_bind(s.clone());
+        }
+        if let Some(s) = &f.instance {
+            $qb.push(" AND a.instance = ").push_bind(s.clone());
+        }
+        if let Some(q) = &f.q {
+            // Escape LIKE's wildcards so a search for "50%" means the text "50%".
+            let escaped = q
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = format!("%{escaped}%");
+            $qb.push(concat!(" AND (a.labels ", $like, " "))
+                .push_bind(pattern.clone())
+                .push(" ESCAPE '\\'");
+            $qb.push(concat!(" OR a.annotations ", $like, " "))
+                .push_bind(pattern)
+                .push(" ESCAPE '\\')");
+        }
+        if let Some(t) = f.since {
+            $qb.push(concat!(" AND ", $time_col, " >= "))
+                .push_bind($crate::store::to_micros(t));
+        }
+        if let Some(t) = f.until {
+            $qb.push(concat!(" AND ", $time_col, " <= "))
+                .push_bind($crate::store::to_micros(t));
+        }
+    }};
+}
+
+pub(crate) use impl_sql_store;
+pub(crate) use push_alert_filter;

@@ -1,0 +1,123 @@
+//! Group commit: concurrent webhooks share one transaction.
+//!
+//! Each webhook hands its alerts to the single [`IngestWriter`] task and
+//! waits. The task takes everything queued, writes it in one transaction,
+//! and only then answers every waiting webhook. Under load many requests
+//! share one commit (one fsync), so durability costs little; when idle a
+//! request commits alone, at once.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{IngestRequest, NotificationPlanner, Store, StoreError};
+use crate::clock::Clock;
+use crate::deliver::OutboxSignal;
+
+/// Most requests folded into one transaction.
+const MAX_BATCH: usize = 512;
+
+struct Job {
+    request: IngestRequest,
+    reply: oneshot::Sender<Result<usize, String>>,
+}
+
+/// Handle to the writer task. Cloning shares the one task.
+#[derive(Clone)]
+pub struct IngestWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl IngestWriter {
+    /// Starts the writer. It stops when every handle is dropped, after
+    /// finishing what was queued.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        planner: Arc<dyn NotificationPlanner>,
+        clock: Clock,
+        signal: OutboxSignal,
+    ) -> (Self, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(4096);
+        let handle = tokio::spawn(run(rx, store, planner, clock, signal));
+        (Self { jobs: tx }, handle)
+    }
+
+    /// Stores one request's alerts; returns once they are committed, with
+    /// the number of notifications they caused.
+    pub async fn submit(&self, request: IngestRequest) -> Result<usize, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        self.jobs
+            .send(Job { request, reply })
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        match wait.await {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(e)) => Err(StoreError::Corrupt(e)),
+            Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    store: Arc<dyn Store>,
+    planner: Arc<dyn NotificationPlanner>,
+    clock: Clock,
+    signal: OutboxSignal,
+) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let requests: Vec<IngestRequest> = batch.iter().map(|j| j.request.clone()).collect();
+        match store.ingest(&requests, planner.as_ref(), clock.now()).await {
+            Ok(counts) => {
+                if counts.iter().any(|&n| n > 0) {
+                    signal.wake_all();
+                }
+                for (job, n) in batch.drain(..).zip(counts) {
+                    let _ = job.reply.send(Ok(n));
+                }
+            }
+            Err(e) if batch.len() > 1 => {
+                // One bad request must not fail its neighbours: retry alone.
+                tracing::warn!(error = %e, size = batch.len(), "group commit failed; committing requests one by one");
+                for job in batch.drain(..) {
+                    let result = store
+                        .ingest(
+                            std::slice::from_ref(&job.request),
+                            planner.as_ref(),
+                            clock.now(),
+                        )
+                        .await;
+                    let reply = match result {
+                        Ok(counts) => {
+                            let n = counts.first().copied().unwrap_or(0);
+                            if n > 0 {
+                                signal.wake_all();
+                            }
+                            Ok(n)
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "storing a webhook failed");
+                            Err(e.to_string())
+                        }
+                    };
+                    let _ = job.reply.send(reply);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storing a webhook failed");
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}

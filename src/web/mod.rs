@@ -1,0 +1,76 @@
+//! What people and tools can ask alertrelay: the JSON API, health and
+//! metrics. (The HTML page comes in a later issue.)
+
+pub mod api;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::auth::Access;
+use crate::clock::Clock;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct WebState {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Who may call /api/v1.
+    pub access: Arc<Access>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Channel names, so /metrics shows a zero for idle ones.
+    pub channels: Arc<Vec<String>>,
+    /// Time.
+    pub clock: Clock,
+    /// Wakes outbox workers after a re-send.
+    pub signal: crate::deliver::OutboxSignal,
+}
+
+/// `/api/v1/*`, `/healthz`, `/readyz`, `/metrics`.
+pub fn routes(state: WebState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<WebState>) -> impl IntoResponse {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable", "error": "storage is not reachable" })),
+            )
+        }
+    }
+}
+
+async fn metrics(State(state): State<WebState>) -> impl IntoResponse {
+    match state.store.outbox_counts().await {
+        Ok(counts) => state.metrics.set_outbox(&state.channels, &counts),
+        Err(e) => tracing::warn!(error = %e, "cannot count the outbox for /metrics"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
