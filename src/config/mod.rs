@@ -611,10 +611,12 @@ fn route_from_yaml(
     let mut channels = Vec::new();
     match m.take("channels") {
         Some(list) => {
-            let items = w
-                .list(list, &format!("{path}.channels"))
-                .unwrap_or_default();
-            if items.is_empty() {
+            let items = w.list(list, &format!("{path}.channels"));
+            let items = match items {
+                Some(i) => i,
+                None => &[],
+            };
+            if items.is_empty() && matches!(list.value, yaml::Value::Seq(_) | yaml::Value::Null) {
                 w.error(
                     list.line,
                     &format!("{path}.channels"),

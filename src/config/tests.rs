@@ -1,1 +1,315 @@
+//! Config validation: each mistake with its message, path and line.
 
+use std::path::Path;
+
+use secrecy::ExposeSecret;
+
+use super::*;
+use crate::channels::ChannelKind;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "TG_TOKEN" => Some("123:abc".into()),
+        "INGEST_TOKEN" => Some("tok".into()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+    Config::parse(text, Path::new("/nonexistent"), &env)
+}
+
+/// Asserts that `text` fails with exactly these (line, path, message-part) errors.
+fn errors(text: &str, expected: &[(usize, &str, &str)]) {
+    let errs = parse(text).expect_err("should not check out");
+    let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
+    assert_eq!(errs.len(), expected.len(), "{got:#?}");
+    for ((line, path, msg), e) in expected.iter().zip(&errs) {
+        assert_eq!(e.line, *line, "{got:#?}");
+        assert_eq!(e.path, *path, "{got:#?}");
+        assert!(
+            e.message.contains(msg),
+            "{:?} should contain {msg:?}",
+            e.message
+        );
+    }
+}
+
+const TG: &str = "channels:\n  - name: oncall\n    type: telegram\n    bot_token: \"${TG_TOKEN}\"\n    chat_ids: [-1001234567890, \"@ops_channel\"]\n";
+
+#[test]
+fn empty_file_is_the_embedded_defaults() {
+    let c = parse("").expect("ok");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:9099");
+    assert_eq!(c.timezone, chrono_tz::Tz::UTC);
+    assert_eq!(c.storage.redacted(), "sqlite://alertrelay.db");
+    assert!(c.channels.is_empty() && c.routes.is_empty());
+    assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
+}
+
+#[test]
+fn a_full_config_checks_out() {
+    let text = format!(
+        "listen: 127.0.0.1:9100\ntimezone: Asia/Shanghai\nstorage: postgres://u:p@db:5432/alerts\npublic_url: https://alerts.example.com/\ningest:\n  tokens: [\"${{INGEST_TOKEN}}\"]\n  basic_auth:\n    - {{ username: gcp, password: pw }}\n{TG}routes:\n  - match: ['team=\"dba\"', 'severity=~\"critical|warning\"']\n    channels: [oncall]\n    continue: true\n"
+    );
+    let c = parse(&text).expect("ok");
+    assert_eq!(c.listen.port(), 9100);
+    assert_eq!(c.timezone.name(), "Asia/Shanghai");
+    assert_eq!(c.storage.redacted(), "postgres://u:****@db:5432/alerts");
+    assert_eq!(c.public_url.as_deref(), Some("https://alerts.example.com"));
+    assert_eq!(c.ingest.tokens[0].expose_secret(), "tok");
+    assert_eq!(c.ingest.basic[0].username, "gcp");
+    let ChannelKind::Telegram(t) = &c.channels[0].kind;
+    assert_eq!(t.bot_token.expose_secret(), "123:abc");
+    assert_eq!(t.chat_ids, vec!["-1001234567890", "@ops_channel"]);
+    assert_eq!(t.api_url, "https://api.telegram.org");
+    assert_eq!(c.routes[0].matchers.len(), 2);
+    assert!(c.routes[0].continue_matching);
+    assert!(
+        c.summary().starts_with("config OK: listen 127.0.0.1:9100"),
+        "{}",
+        c.summary()
+    );
+    assert!(!c.summary().contains(":p@"), "password not printed");
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_its_line() {
+    let text = "listen: nowhere\ntimezone: Mars/Base\nstorage: mysql://x\nbogus: 1\nchannels:\n  - name: oncall\n    type: telegram\n    bot_token: x\n    chat_ids: [abc]\n    colour: red\nroutes:\n  - match: ['team=']\n    channels: [nope]\n";
+    errors(
+        text,
+        &[
+            (1, "listen", "not an address"),
+            (2, "timezone", "IANA"),
+            (3, "storage", "sqlite:// or postgres://"),
+            (4, "bogus", "unknown key"),
+            (9, "channels[0].chat_ids[0]", "not a chat id"),
+            (10, "channels[0].colour", "unknown key"),
+            (13, "routes[0].channels[0]", "no channel is named `nope`"),
+        ],
+    );
+}
+
+#[test]
+fn bad_matchers_are_config_errors() {
+    let text =
+        format!("{TG}routes:\n  - match: ['team=~\"(\"', 'severity']\n    channels: [oncall]\n");
+    let errs = parse(&text).expect_err("bad");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].path == "routes[0].match[0]" && errs[0].message.contains("regex"),
+        "{errs:#?}"
+    );
+    assert!(errs[1].path == "routes[0].match[1]", "{errs:#?}");
+}
+
+#[test]
+fn features_not_built_yet_are_refused_not_ignored() {
+    let text = format!(
+        "grafana:\n  url: http://g:3000\ncontacts: []\nprobes: []\n{TG}    subscribers: true\n    commands: true\n    allow_from: [\"@x\"]\n    template: msg.j2\n  - name: mail\n    type: email\n    smtp: smtp://x\nroutes:\n  - match: []\n    channels: [oncall]\n    throttle: 2m\n    group_by: [alertname]\n    digest: 1h\n    repeat_interval: 4h\n"
+    );
+    let errs = parse(&text).expect_err("not yet");
+    let paths: Vec<(&str, &str)> = errs
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.as_str()))
+        .collect();
+    for p in [
+        "grafana",
+        "contacts",
+        "probes",
+        "channels[0].subscribers",
+        "channels[0].commands",
+        "channels[0].allow_from",
+        "channels[0].template",
+        "routes[0].throttle",
+        "routes[0].group_by",
+        "routes[0].digest",
+        "routes[0].repeat_interval",
+    ] {
+        assert!(
+            paths
+                .iter()
+                .any(|(path, msg)| *path == p && msg.contains("not supported yet")),
+            "{p}: {paths:#?}"
+        );
+    }
+    assert!(
+        paths
+            .iter()
+            .any(|(p, m)| *p == "channels[1].type" && m.contains("`email` is not supported yet")),
+        "{paths:#?}"
+    );
+    // The off values of those keys are fine.
+    let ok = format!("{TG}    subscribers: false\n    commands: false\n    allow_from: []\n");
+    parse(&ok).expect("defaults accepted");
+}
+
+#[test]
+fn secrets_from_env_and_files() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("token"), "999:fromfile\n").expect("write");
+    let text = "channels:\n  - name: t\n    type: telegram\n    bot_token_file: token\n    chat_ids: [1]\n";
+    let c = Config::parse(text, dir.path(), &env).expect("ok");
+    let ChannelKind::Telegram(t) = &c.channels[0].kind;
+    assert_eq!(
+        t.bot_token.expose_secret(),
+        "999:fromfile",
+        "trailing newline dropped"
+    );
+
+    errors(
+        "channels:\n  - name: t\n    type: telegram\n    bot_token_file: missing\n    chat_ids: [1]\n",
+        &[(4, "channels[0].bot_token_file", "cannot read")],
+    );
+    errors(
+        "channels:\n  - name: t\n    type: telegram\n    bot_token: a\n    bot_token_file: b\n    chat_ids: [1]\n",
+        &[(4, "channels[0].bot_token", "not both")],
+    );
+    errors(
+        "channels:\n  - name: t\n    type: telegram\n    bot_token: \"${NOPE}\"\n    chat_ids: [1]\n",
+        &[(4, "channels[0].bot_token", "environment variable NOPE is not set")],
+    );
+    errors(
+        "channels:\n  - name: t\n    type: telegram\n    bot_token: \"${EMPTY}\"\n    chat_ids: [1]\n",
+        &[(4, "channels[0].bot_token", "must not be empty")],
+    );
+    errors(
+        "channels:\n  - name: t\n    type: telegram\n    chat_ids: [1]\n",
+        &[(
+            2,
+            "channels[0]",
+            "`bot_token` (or `bot_token_file`) is required",
+        )],
+    );
+}
+
+#[test]
+fn env_expansion_rules() {
+    use super::walk::expand_env;
+    assert_eq!(expand_env("a${TG_TOKEN}b", &env).expect("ok"), "a123:abcb");
+    assert_eq!(expand_env("$${TG_TOKEN}", &env).expect("ok"), "${TG_TOKEN}");
+    assert_eq!(expand_env("cost $5", &env).expect("ok"), "cost $5");
+    assert!(expand_env("${TG_TOKEN", &env)
+        .expect_err("unclosed")
+        .contains("unclosed"));
+    assert!(expand_env("${1X}", &env)
+        .expect_err("bad")
+        .contains("not a valid"));
+}
+
+#[test]
+fn channel_mistakes() {
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    chat_ids: [1]\n  - name: a\n    type: telegram\n    bot_token: x\n    chat_ids: [1]\n",
+        &[(6, "channels[1].name", "used twice")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: pager\n",
+        &[(3, "channels[0].type", "unknown channel type `pager`")],
+    );
+    errors(
+        "channels:\n  - name: a\n",
+        &[(2, "channels[0]", "`type` is required")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    chat_ids: []\n",
+        &[(5, "channels[0].chat_ids", "at least one chat id")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    chat_ids: [1]\n    proxy_url: ftp://p\n",
+        &[(6, "channels[0].proxy_url", "socks5")],
+    );
+    errors(
+        "channels:\n  - name: a b\n    type: telegram\n    bot_token: x\n    chat_ids: [1]\n    send_resolved: sometimes\n",
+        &[(2, "channels[0].name", "letters, digits"), (6, "channels[0].send_resolved", "true or false")],
+    );
+    let c = parse("channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    chat_ids: [1]\n    proxy_url: socks5://u:p@127.0.0.1:1080\n    api_url: http://127.0.0.1:8081/\n    send_resolved: false\n").expect("ok");
+    assert!(!c.channels[0].send_resolved);
+    let ChannelKind::Telegram(t) = &c.channels[0].kind;
+    assert_eq!(t.api_url, "http://127.0.0.1:8081");
+}
+
+#[test]
+fn route_mistakes() {
+    errors(
+        &format!("{TG}routes:\n  - match: ['a=\"b\"']\n"),
+        &[(7, "routes[0]", "`channels` is required")],
+    );
+    errors(
+        &format!("{TG}routes:\n  - channels: []\n"),
+        &[(7, "routes[0].channels", "at least one channel")],
+    );
+    errors(
+        &format!("{TG}routes:\n  - channels: oncall\n"),
+        &[(7, "routes[0].channels", "expected a list")],
+    );
+}
+
+#[test]
+fn listening_beyond_loopback_needs_credentials() {
+    errors(
+        "listen: 0.0.0.0:9099\n",
+        &[
+            (0, "ingest", "beyond loopback"),
+            (0, "ui", "beyond loopback"),
+        ],
+    );
+    parse("listen: 0.0.0.0:9099\ningest:\n  allow_anonymous: true\nui:\n  allow_anonymous: true\n")
+        .expect("explicitly open");
+    parse("listen: 0.0.0.0:9099\ningest:\n  tokens: [a]\nui:\n  api_tokens: [b]\n")
+        .expect("with credentials");
+    errors(
+        "listen: \"[::]:9099\"\ningest:\n  tokens: [a]\n",
+        &[(0, "ui", "beyond loopback")],
+    );
+}
+
+#[test]
+fn yaml_syntax_and_type_errors() {
+    let errs = parse("listen: [1, 2\n").expect_err("syntax");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].line >= 1);
+    errors("- just\n- a list\n", &[(1, "", "expected a mapping")]);
+    errors(
+        "ingest: yes please\n",
+        &[(1, "ingest", "expected a mapping")],
+    );
+    errors(
+        "ingest:\n  allow_anonymous: \"true\"\n",
+        &[(2, "ingest.allow_anonymous", "true or false")],
+    );
+    errors(
+        "delivery:\n  retry_initial: soon\n  max_attempts: 0\n",
+        &[
+            (2, "delivery.retry_initial", "not a duration"),
+            (3, "delivery.max_attempts", "out of range"),
+        ],
+    );
+    errors(
+        "listen: 127.0.0.1:1\nlisten: 127.0.0.1:2\n",
+        &[(2, "", "given twice")],
+    );
+}
+
+#[test]
+fn durations() {
+    use std::time::Duration;
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+    assert_eq!(parse_duration("4h"), Ok(Duration::from_secs(4 * 3600)));
+    assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86400)));
+    assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    for bad in ["", "5", "m", "5y", "-5s", "5 s", "99999999999999999999s"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn the_shipped_example_checks_out() {
+    let text = include_str!("../../examples/alertrelay.yml");
+    let env = |name: &str| Some(format!("example-{name}"));
+    let c = Config::parse(text, Path::new("."), &env).unwrap_or_else(|e| panic!("{e:#?}"));
+    assert!(!c.channels.is_empty() && !c.routes.is_empty());
+}

@@ -81,7 +81,8 @@ pub fn parse(text: &str) -> Result<Node, Vec<SyntaxError>> {
     // The loaded tree keeps only the last of duplicate keys, so they are
     // found on the event stream instead.
     let mut errors = duplicate_keys(text);
-    let node = convert(doc, &mut errors);
+    let mut node = convert(doc, &mut errors);
+    node.line = node.line.max(1);
     if errors.is_empty() {
         Ok(node)
     } else {
@@ -190,7 +191,7 @@ fn convert(node: MarkedYamlOwned, errors: &mut Vec<SyntaxError>) -> Node {
                 }
                 let mut value = convert(v, errors);
                 // A null value's span can point past the key; the key's line is what people look for.
-                if value.value == Value::Null {
+                if value.value == Value::Null || value.line == 0 {
                     value.line = key_line;
                 }
                 entries.push((key, value));
@@ -212,6 +213,17 @@ fn convert(node: MarkedYamlOwned, errors: &mut Vec<SyntaxError>) -> Node {
             });
             Value::Null
         }
+    };
+    // saphyr leaves some collection spans unset (line 0); the first child's
+    // line is where a reader looks for the collection.
+    let line = if line == 0 {
+        match &value {
+            Value::Map(entries) => entries.first().map(|(_, n)| n.line).unwrap_or(0),
+            Value::Seq(items) => items.first().map(|n| n.line).unwrap_or(0),
+            _ => 0,
+        }
+    } else {
+        line
     };
     Node { line, value }
 }

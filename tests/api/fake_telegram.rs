@@ -110,6 +110,12 @@ pub enum FakeFailure {
     ServerError,
     /// No answer for an hour: the client's timeout has to fire.
     Hang,
+    /// HTTP 400 "can't parse entities", as if Telegram's HTML parser changed
+    /// under us; the client is expected to fall back to plain text.
+    RefuseMarkup,
+    /// Answer normally: queued before a failure, it scripts "the first k
+    /// requests pass, then this one fails".
+    Accept,
 }
 
 /// Handle to a running fake. Clones share the server; it stops when the last
@@ -401,7 +407,7 @@ fn api_error(shared: &Shared, status: u16, description: &str) -> Response {
 async fn send_message(shared: &Shared, params: Vec<(String, Vec<u8>)>) -> Response {
     let failure = shared.lock().failures.pop_front();
     match failure {
-        None => {}
+        None | Some(FakeFailure::Accept) => {}
         Some(FakeFailure::TooManyRequests { retry_after }) => {
             let description = format!("Too Many Requests: retry after {retry_after}");
             shared.reject(429, &description);
@@ -425,6 +431,13 @@ async fn send_message(shared: &Shared, params: Vec<(String, Vec<u8>)>) -> Respon
                  </body>\r\n</html>\r\n",
             )
                 .into_response();
+        }
+        Some(FakeFailure::RefuseMarkup) => {
+            return api_error(
+                shared,
+                400,
+                "Bad Request: can't parse entities: Unsupported start tag \"x\" at byte offset 0",
+            );
         }
         Some(FakeFailure::Hang) => {
             shared.changed.notify_waiters();

@@ -1,0 +1,8 @@
+//! alertrelay tested from outside: real HTTP, real databases, fake clouds.
+
+mod fake_telegram;
+mod helpers;
+
+mod api;
+mod delivery;
+mod ingest;
