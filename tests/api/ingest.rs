@@ -137,7 +137,9 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
     ))
     .expect("json");
     assert!(huge.len() > 65536);
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    /// (what, content type, body, expected status, words the error must contain)
+    type Case<'a> = (&'a str, Option<&'a str>, Vec<u8>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("malformed JSON", Some("application/json"), b"{\"alerts\": [".to_vec(), 400, "invalid"),
         ("not an object", Some("application/json"), b"[1,2,3]".to_vec(), 400, "invalid"),
         ("missing alerts", Some("application/json"), br#"{"version":"4"}"#.to_vec(), 400, "missing field `alerts`"),

@@ -6,3 +6,4 @@ mod helpers;
 mod api;
 mod delivery;
 mod ingest;
+mod proxy;
