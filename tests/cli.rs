@@ -9,7 +9,11 @@ fn bin() -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 #[test]
@@ -22,9 +26,16 @@ fn check_config_accepts_the_example_with_a_summary() {
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
-    assert!(stdout.starts_with("config OK: listen 127.0.0.1:9099"), "{stdout}");
+    assert!(
+        stdout.starts_with("config OK: listen 127.0.0.1:9099"),
+        "{stdout}"
+    );
     assert!(stdout.contains("oncall (telegram)"), "{stdout}");
 }
 
@@ -33,17 +44,33 @@ fn check_config_lists_every_error_with_file_and_line() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("bad.yml");
     std::fs::write(&path, "listen: nowhere\nchannels:\n  - name: x\n    type: telegram\n    bot_token: \"${UNSET_VAR_FOR_TEST}\"\n    chat_ids: [1]\nthrottle: 5m\n").expect("write");
-    let out = bin().arg("check-config").arg(&path).env_remove("UNSET_VAR_FOR_TEST").output().expect("run");
+    let out = bin()
+        .arg("check-config")
+        .arg(&path)
+        .env_remove("UNSET_VAR_FOR_TEST")
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let file = path.display().to_string();
-    assert!(stderr.contains(&format!("{file}: line 1: listen: `nowhere` is not an address")), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{file}: line 1: listen: `nowhere` is not an address"
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("{file}: line 5: channels[0].bot_token: environment variable UNSET_VAR_FOR_TEST is not set")), "{stderr}");
-    assert!(stderr.contains(&format!("{file}: line 7: throttle: unknown key")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{file}: line 7: throttle: unknown key")),
+        "{stderr}"
+    );
     assert!(stderr.contains("3 error(s)"), "{stderr}");
     assert!(out.stdout.is_empty());
 
-    let out = bin().args(["check-config", "/nonexistent/alertrelay.yml"]).output().expect("run");
+    let out = bin()
+        .args(["check-config", "/nonexistent/alertrelay.yml"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
 }
@@ -53,44 +80,88 @@ fn serve_refuses_a_bad_config_with_the_same_errors() {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("bad.yml");
     std::fs::write(&path, "timezone: Nowhere/City\n").expect("write");
-    let out = bin().arg("serve").arg("-c").arg(&path).current_dir(dir.path()).output().expect("run");
+    let out = bin()
+        .arg("serve")
+        .arg("-c")
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("line 1: timezone: `Nowhere/City` is not an IANA time zone"), "{stderr}");
-    assert!(!dir.path().join("alertrelay.db").exists(), "nothing half-started");
+    assert!(
+        stderr.contains("line 1: timezone: `Nowhere/City` is not an IANA time zone"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("alertrelay.db").exists(),
+        "nothing half-started"
+    );
 }
 
 #[test]
 fn serve_beyond_loopback_without_credentials_refuses_to_start() {
     let dir = tempfile::tempdir().expect("dir");
-    let out = bin().args(["serve", "-H", "0.0.0.0", "-p", "0"]).current_dir(dir.path()).output().expect("run");
+    let out = bin()
+        .args(["serve", "-H", "0.0.0.0", "-p", "0"])
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("ingest") && stderr.contains("allow_anonymous"), "{stderr}");
+    assert!(
+        stderr.contains("ingest") && stderr.contains("allow_anonymous"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("alertrelay.db").exists());
 }
 
 #[test]
 fn hash_password_makes_an_argon2id_string_the_config_accepts() {
-    let mut child = bin().arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
-    child.stdin.take().expect("stdin").write_all(b"correct horse\n").expect("write");
+    let mut child = bin()
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"correct horse\n")
+        .expect("write");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("c.yml");
-    std::fs::write(&path, format!("ui:\n  users:\n    - {{ username: admin, password_hash: \"{hash}\" }}\n")).expect("write");
+    std::fs::write(
+        &path,
+        format!("ui:\n  users:\n    - {{ username: admin, password_hash: \"{hash}\" }}\n"),
+    )
+    .expect("write");
     let check = bin().arg("check-config").arg(&path).output().expect("run");
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
 
-    let empty = bin().arg("hash-password").stdin(Stdio::null()).output().expect("run");
+    let empty = bin()
+        .arg("hash-password")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
     assert_eq!(empty.status.code(), Some(1));
 }
 
 #[test]
 fn send_test_reports_an_unknown_channel() {
-    let out = bin().args(["send-test", "--channel", "nope"]).output().expect("run");
+    let out = bin()
+        .args(["send-test", "--channel", "nope"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no channel named \"nope\""));
 }
@@ -109,11 +180,24 @@ fn serve_on_embedded_defaults_stores_alerts_and_stops_cleanly_on_sigterm() {
     let client = reqwest::blocking::Client::new();
     let url = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
-    while client.get(format!("{url}/readyz")).send().map(|r| r.status().as_u16()).ok() != Some(200) {
-        assert!(start.elapsed() < Duration::from_secs(20), "not ready; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    while client
+        .get(format!("{url}/readyz"))
+        .send()
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not ready; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(dir.path().join("alertrelay.db").exists(), "SQLite file in the working directory");
+    assert!(
+        dir.path().join("alertrelay.db").exists(),
+        "SQLite file in the working directory"
+    );
     let body = r#"{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Smoke"},"startsAt":"2026-11-22T10:00:00Z"}]}"#;
     let resp = client
         .post(format!("{url}/webhook/alertmanager"))
@@ -122,8 +206,16 @@ fn serve_on_embedded_defaults_stores_alerts_and_stops_cleanly_on_sigterm() {
         .send()
         .expect("post");
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.text().expect("body"), r#"{"accepted":1,"status":"ok"}"#);
-    let alerts: serde_json::Value = client.get(format!("{url}/api/v1/alerts")).send().expect("get").json().expect("json");
+    assert_eq!(
+        resp.text().expect("body"),
+        r#"{"accepted":1,"status":"ok"}"#
+    );
+    let alerts: serde_json::Value = client
+        .get(format!("{url}/api/v1/alerts"))
+        .send()
+        .expect("get")
+        .json()
+        .expect("json");
     assert_eq!(alerts["items"][0]["labels"]["alertname"], "Smoke");
 
     // SAFETY: sending a signal to our own child process.
@@ -135,10 +227,16 @@ fn serve_on_embedded_defaults_stores_alerts_and_stops_cleanly_on_sigterm() {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "did not stop on SIGTERM");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(0));
     let logs = std::fs::read_to_string(&log).expect("log file");
-    assert!(logs.contains("alertrelay listening") && logs.contains("stopped"), "{logs}");
+    assert!(
+        logs.contains("alertrelay listening") && logs.contains("stopped"),
+        "{logs}"
+    );
 }
