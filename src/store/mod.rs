@@ -37,6 +37,9 @@ pub enum StoreError {
     /// The database said no.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The SQLite writer connection said no.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     /// Schema migration failed at start.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -225,8 +228,8 @@ pub trait Store: Send + Sync {
     /// notification count, in order.
     async fn ingest(
         &self,
-        requests: &[IngestRequest],
-        planner: &dyn NotificationPlanner,
+        requests: Arc<[IngestRequest]>,
+        planner: Arc<dyn NotificationPlanner>,
         now: DateTime<Utc>,
     ) -> Result<Vec<usize>, StoreError>;
     /// Whether the database answers.

@@ -8,8 +8,12 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use super::sql::{impl_sql_store, push_alert_filter};
-use super::StoreError;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::sql::{impl_sql_store, push_alert_filter, read_methods};
+use super::{IngestRequest, Notification, NotificationPlanner, StoreError};
 
 /// A PostgreSQL database.
 pub struct PostgresStore {
@@ -59,3 +63,47 @@ impl_sql_store!(
     like = "ILIKE",
     skip_locked = " FOR UPDATE SKIP LOCKED"
 );
+
+read_methods!(PostgresStore, {
+    async fn ingest(
+        &self,
+        requests: Arc<[IngestRequest]>,
+        planner: Arc<dyn NotificationPlanner>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<usize>, StoreError> {
+        self.sql_ingest(&requests, planner.as_ref(), now).await
+    }
+    async fn claim_due(
+        &self,
+        channel: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StoreError> {
+        self.sql_claim_due(channel, now, lease_until, limit).await
+    }
+    async fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.sql_mark_sent(id, now).await
+    }
+    async fn mark_retry(
+        &self,
+        id: i64,
+        next_at: DateTime<Utc>,
+        error: &str,
+        parts_done: u32,
+    ) -> Result<(), StoreError> {
+        self.sql_mark_retry(id, next_at, error, parts_done).await
+    }
+    async fn mark_failed(&self, id: i64, error: &str, parts_done: u32) -> Result<(), StoreError> {
+        self.sql_mark_failed(id, error, parts_done).await
+    }
+    async fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
+        self.sql_release(ids).await
+    }
+    async fn release_all_claims(&self) -> Result<(), StoreError> {
+        self.sql_release_all_claims().await
+    }
+    async fn resend(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.sql_resend(id, now).await
+    }
+});

@@ -7,14 +7,16 @@
 //! supplies `lock_fingerprints` (PostgreSQL serialises replicas that ingest
 //! the same new alert at once; SQLite has one writer already).
 
-/// Implements [`crate::store::Store`] for `$store`, which must have fields
-/// `read` and `write` (`sqlx::Pool<$db>`) and an associated
+/// Implements the [`crate::store::Store`] operations as inherent `sql_*`
+/// methods of `$store`, which must have fields `read` and `write`
+/// (`sqlx::Pool<$db>`) and an associated
 /// `async fn lock_fingerprints(tx, &[String]) -> Result<(), StoreError>`.
+/// Each store's `Store` impl delegates to these, or to its own faster path.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty, like = $like:literal, skip_locked = $skip:literal) => {
-        #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
-            async fn ingest(
+        #[allow(dead_code)] // a store may use its own path for some operations
+        impl $store {
+            pub(super) async fn sql_ingest(
                 &self,
                 requests: &[$crate::store::IngestRequest],
                 planner: &dyn $crate::store::NotificationPlanner,
@@ -122,12 +124,12 @@ macro_rules! impl_sql_store {
                 Ok(write.per_request)
             }
 
-            async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+            pub(super) async fn sql_ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.read).await?;
                 Ok(())
             }
 
-            async fn list_alerts(
+            pub(super) async fn sql_list_alerts(
                 &self,
                 filter: &$crate::store::AlertFilter,
                 cursor: Option<&$crate::store::Cursor>,
@@ -156,7 +158,7 @@ macro_rules! impl_sql_store {
                 Ok(Page { items, next_cursor })
             }
 
-            async fn get_alert(&self, fingerprint: &str) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+            pub(super) async fn sql_get_alert(&self, fingerprint: &str) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT fingerprint, status, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen, ack_by, ack_memo, ack_at FROM alerts WHERE fingerprint = ",
                 );
@@ -165,7 +167,7 @@ macro_rules! impl_sql_store {
                 row.map(|r| r.into_alert()).transpose()
             }
 
-            async fn list_events(
+            pub(super) async fn sql_list_events(
                 &self,
                 filter: &$crate::store::AlertFilter,
                 fingerprint: Option<&str>,
@@ -202,7 +204,7 @@ macro_rules! impl_sql_store {
                 Ok(Page { items, next_cursor })
             }
 
-            async fn claim_due(
+            pub(super) async fn sql_claim_due(
                 &self,
                 channel: &str,
                 now: chrono::DateTime<chrono::Utc>,
@@ -228,14 +230,14 @@ macro_rules! impl_sql_store {
                 Ok(out)
             }
 
-            async fn mark_sent(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
+            pub(super) async fn sql_mark_sent(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'sent', claimed_until = NULL, last_error = NULL, sent_at = ");
                 qb.push_bind($crate::store::to_micros(now)).push(" WHERE id = ").push_bind(id);
                 qb.build().execute(&self.write).await?;
                 Ok(())
             }
 
-            async fn mark_retry(&self, id: i64, next_at: chrono::DateTime<chrono::Utc>, error: &str, parts_done: u32) -> Result<(), $crate::store::StoreError> {
+            pub(super) async fn sql_mark_retry(&self, id: i64, next_at: chrono::DateTime<chrono::Utc>, error: &str, parts_done: u32) -> Result<(), $crate::store::StoreError> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = NULL, next_attempt_at = ");
                 qb.push_bind($crate::store::to_micros(next_at));
                 qb.push(", last_error = ").push_bind(error.to_string());
@@ -245,7 +247,7 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn mark_failed(&self, id: i64, error: &str, parts_done: u32) -> Result<(), $crate::store::StoreError> {
+            pub(super) async fn sql_mark_failed(&self, id: i64, error: &str, parts_done: u32) -> Result<(), $crate::store::StoreError> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'failed', claimed_until = NULL, last_error = ");
                 qb.push_bind(error.to_string());
                 qb.push(", parts_done = ").push_bind(i64::from(parts_done));
@@ -254,7 +256,7 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn release(&self, ids: &[i64]) -> Result<(), $crate::store::StoreError> {
+            pub(super) async fn sql_release(&self, ids: &[i64]) -> Result<(), $crate::store::StoreError> {
                 if ids.is_empty() {
                     return Ok(());
                 }
@@ -270,21 +272,21 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            async fn release_all_claims(&self) -> Result<(), $crate::store::StoreError> {
+            pub(super) async fn sql_release_all_claims(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("UPDATE notifications SET claimed_until = NULL WHERE claimed_until IS NOT NULL")
                     .execute(&self.write)
                     .await?;
                 Ok(())
             }
 
-            async fn next_due(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+            pub(super) async fn sql_next_due(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT MIN(CASE WHEN claimed_until IS NULL OR claimed_until < next_attempt_at THEN next_attempt_at ELSE claimed_until END) FROM notifications WHERE state = 'pending' AND channel = ");
                 qb.push_bind(channel.to_string());
                 let row: (Option<i64>,) = qb.build_query_as().fetch_one(&self.read).await?;
                 row.0.map($crate::store::from_micros).transpose()
             }
 
-            async fn list_notifications(
+            pub(super) async fn sql_list_notifications(
                 &self,
                 state: Option<$crate::store::NotificationState>,
                 channel: Option<&str>,
@@ -318,7 +320,7 @@ macro_rules! impl_sql_store {
                 Ok(Page { items, next_cursor })
             }
 
-            async fn resend(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<bool, $crate::store::StoreError> {
+            pub(super) async fn sql_resend(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<bool, $crate::store::StoreError> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'pending', attempts = 0, claimed_until = NULL, next_attempt_at = ");
                 qb.push_bind($crate::store::to_micros(now));
                 qb.push(" WHERE state = 'failed' AND id = ").push_bind(id);
@@ -326,7 +328,7 @@ macro_rules! impl_sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
-            async fn outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
+            pub(super) async fn sql_outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
                 use $crate::store::{NotificationState, OutboxCount, StoreError};
                 let rows: Vec<(String, String, i64)> = sqlx::query_as(
                     "SELECT channel, state, COUNT(*) FROM notifications WHERE state <> 'sent' GROUP BY channel, state",
@@ -391,5 +393,55 @@ macro_rules! push_alert_filter {
     }};
 }
 
+/// The read operations of [`crate::store::Store`], delegated to the
+/// `sql_*` methods; both stores read through sqlx.
+macro_rules! read_methods {
+    ($store:ty, { $($writes:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $store {
+        $($writes)*
+        async fn ping(&self) -> Result<(), $crate::store::StoreError> {
+            self.sql_ping().await
+        }
+        async fn list_alerts(
+            &self,
+            filter: &$crate::store::AlertFilter,
+            cursor: Option<&$crate::store::Cursor>,
+            limit: u32,
+        ) -> Result<$crate::store::Page<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+            self.sql_list_alerts(filter, cursor, limit).await
+        }
+        async fn get_alert(&self, fingerprint: &str) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+            self.sql_get_alert(fingerprint).await
+        }
+        async fn list_events(
+            &self,
+            filter: &$crate::store::AlertFilter,
+            fingerprint: Option<&str>,
+            cursor: Option<&$crate::store::Cursor>,
+            limit: u32,
+        ) -> Result<$crate::store::Page<$crate::alert::Event>, $crate::store::StoreError> {
+            self.sql_list_events(filter, fingerprint, cursor, limit).await
+        }
+        async fn next_due(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
+            self.sql_next_due(channel).await
+        }
+        async fn list_notifications(
+            &self,
+            state: Option<$crate::store::NotificationState>,
+            channel: Option<&str>,
+            cursor: Option<&$crate::store::Cursor>,
+            limit: u32,
+        ) -> Result<$crate::store::Page<$crate::store::Notification>, $crate::store::StoreError> {
+            self.sql_list_notifications(state, channel, cursor, limit).await
+        }
+        async fn outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
+            self.sql_outbox_counts().await
+        }
+        }
+    };
+}
+
 pub(crate) use impl_sql_store;
 pub(crate) use push_alert_filter;
+pub(crate) use read_methods;

@@ -75,28 +75,27 @@ async fn run(
                 Err(_) => break,
             }
         }
-        let requests: Vec<IngestRequest> = batch.iter().map(|j| j.request.clone()).collect();
-        match store.ingest(&requests, planner.as_ref(), clock.now()).await {
+        let (requests, replies): (Vec<IngestRequest>, Vec<_>) =
+            batch.drain(..).map(|j| (j.request, j.reply)).unzip();
+        let requests: Arc<[IngestRequest]> = requests.into();
+        match store
+            .ingest(requests.clone(), planner.clone(), clock.now())
+            .await
+        {
             Ok(counts) => {
                 if counts.iter().any(|&n| n > 0) {
                     signal.wake_all();
                 }
-                for (job, n) in batch.drain(..).zip(counts) {
-                    let _ = job.reply.send(Ok(n));
+                for (reply, n) in replies.into_iter().zip(counts) {
+                    let _ = reply.send(Ok(n));
                 }
             }
-            Err(e) if batch.len() > 1 => {
+            Err(e) if requests.len() > 1 => {
                 // One bad request must not fail its neighbours: retry alone.
-                tracing::warn!(error = %e, size = batch.len(), "group commit failed; committing requests one by one");
-                for job in batch.drain(..) {
-                    let result = store
-                        .ingest(
-                            std::slice::from_ref(&job.request),
-                            planner.as_ref(),
-                            clock.now(),
-                        )
-                        .await;
-                    let reply = match result {
+                tracing::warn!(error = %e, size = requests.len(), "group commit failed; committing requests one by one");
+                for (request, reply) in requests.iter().zip(replies) {
+                    let one: Arc<[IngestRequest]> = Arc::from(vec![request.clone()]);
+                    let result = match store.ingest(one, planner.clone(), clock.now()).await {
                         Ok(counts) => {
                             let n = counts.first().copied().unwrap_or(0);
                             if n > 0 {
@@ -109,13 +108,13 @@ async fn run(
                             Err(e.to_string())
                         }
                     };
-                    let _ = job.reply.send(reply);
+                    let _ = reply.send(result);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "storing a webhook failed");
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(e.to_string()));
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
                 }
             }
         }
