@@ -247,7 +247,7 @@ async fn paced(url: String, fake: String, rate: u64, seconds: u64) {
         let url = url.clone();
         let answered = answered.clone();
         tasks.push(tokio::spawn(async move {
-            let id = r;
+            let id = run * 1_000_000 + r;
             let alerts: Vec<Value> = (0..per_request)
                 .map(|i| {
                     json!({"status": "firing",

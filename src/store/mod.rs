@@ -14,6 +14,7 @@
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod sqlite_writer;
 pub mod writer;
 
 use std::collections::HashMap;

@@ -213,13 +213,13 @@ macro_rules! impl_sql_store {
             ) -> Result<Vec<$crate::store::Notification>, $crate::store::StoreError> {
                 use $crate::store::{to_micros, NotificationRow};
                 let now_us = to_micros(now);
+                let lease = to_micros(lease_until);
                 let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = ");
-                qb.push_bind(to_micros(lease_until));
+                qb.push_bind(lease).push(", next_attempt_at = ").push_bind(lease);
                 qb.push(", attempts = attempts + 1 WHERE id IN (SELECT id FROM notifications WHERE channel = ");
                 qb.push_bind(channel.to_string());
                 qb.push(" AND state = 'pending' AND next_attempt_at <= ").push_bind(now_us);
-                qb.push(" AND (claimed_until IS NULL OR claimed_until < ").push_bind(now_us);
-                qb.push(") ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                qb.push(" ORDER BY next_attempt_at, id LIMIT ").push_bind(i64::from(limit));
                 qb.push(concat!($skip, ") RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error, payload"));
                 let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.write).await?;
                 let mut out = Vec::with_capacity(rows.len());
@@ -261,7 +261,7 @@ macro_rules! impl_sql_store {
                     return Ok(());
                 }
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE notifications SET claimed_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE state = 'pending' AND id IN (",
+                    "UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE state = 'pending' AND id IN (",
                 );
                 let mut sep = qb.separated(", ");
                 for id in ids {
@@ -273,14 +273,14 @@ macro_rules! impl_sql_store {
             }
 
             pub(super) async fn sql_release_all_claims(&self) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("UPDATE notifications SET claimed_until = NULL WHERE claimed_until IS NOT NULL")
+                sqlx::query("UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at WHERE state = 'pending' AND claimed_until IS NOT NULL")
                     .execute(&self.write)
                     .await?;
                 Ok(())
             }
 
             pub(super) async fn sql_next_due(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT MIN(CASE WHEN claimed_until IS NULL OR claimed_until < next_attempt_at THEN next_attempt_at ELSE claimed_until END) FROM notifications WHERE state = 'pending' AND channel = ");
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT MIN(next_attempt_at) FROM notifications WHERE state = 'pending' AND channel = ");
                 qb.push_bind(channel.to_string());
                 let row: (Option<i64>,) = qb.build_query_as().fetch_one(&self.read).await?;
                 row.0.map($crate::store::from_micros).transpose()

@@ -15,15 +15,16 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, OptionalExtension};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, SqlitePool, Transaction};
 
 use super::sql::{impl_sql_store, push_alert_filter, read_methods};
+use super::sqlite_writer::WriterHandle;
 use super::{
     from_micros, plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
     NotificationRow, Store, StoreError,
@@ -36,7 +37,7 @@ pub struct SqliteStore {
     /// The shared SQL's write methods are unused here (see `writer`); this is
     /// the read pool, so they could not write even if called.
     write: SqlitePool,
-    writer: Arc<Mutex<rusqlite::Connection>>,
+    writer: WriterHandle,
 }
 
 impl SqliteStore {
@@ -71,8 +72,8 @@ impl SqliteStore {
              PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
-        let writer = Arc::new(Mutex::new(conn));
-        spawn_checkpointer(path, Arc::downgrade(&writer))?;
+        let writer = WriterHandle::spawn(conn)?;
+        spawn_checkpointer(path, writer.alive())?;
 
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -95,18 +96,13 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// Runs `f` on the writer connection, off the async runtime.
+    /// Runs `f` on the writer thread inside its next group transaction and
+    /// answers once that transaction is committed.
     async fn write_with<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.writer.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("storage writer task failed: {e}")))?
+        self.writer.run(f).await
     }
 }
 
@@ -117,10 +113,7 @@ impl_sql_store!(SqliteStore, Sqlite, like = "LIKE", skip_locked = "");
 /// writer (and every webhook waiting on it) would stall for the copy and its
 /// fsync; here it runs beside the writer, on the other core. It stops when
 /// the store is dropped.
-fn spawn_checkpointer(
-    path: &Path,
-    writer: std::sync::Weak<Mutex<rusqlite::Connection>>,
-) -> Result<(), StoreError> {
+fn spawn_checkpointer(path: &Path, writer: Weak<()>) -> Result<(), StoreError> {
     let conn = rusqlite::Connection::open(path)?;
     conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
     std::thread::Builder::new()
@@ -148,12 +141,11 @@ fn spawn_checkpointer(
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 fn ingest_blocking(
-    conn: &mut rusqlite::Connection,
+    tx: &rusqlite::Connection,
     requests: &[IngestRequest],
     planner: &dyn NotificationPlanner,
     now: DateTime<Utc>,
 ) -> Result<Vec<usize>, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut existing: HashMap<Fingerprint, Current> = HashMap::new();
     {
         let mut select = tx.prepare_cached(
@@ -246,7 +238,6 @@ fn ingest_blocking(
             ])?;
         }
     }
-    tx.commit()?;
     Ok(write.per_request)
 }
 
@@ -271,9 +262,9 @@ read_methods!(SqliteStore, {
         let channel = channel.to_string();
         self.write_with(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "UPDATE notifications SET claimed_until = ?1, attempts = attempts + 1
+                "UPDATE notifications SET claimed_until = ?1, next_attempt_at = ?1, attempts = attempts + 1
                  WHERE id IN (SELECT id FROM notifications WHERE channel = ?2 AND state = 'pending' AND next_attempt_at <= ?3
-                              AND (claimed_until IS NULL OR claimed_until < ?3) ORDER BY id LIMIT ?4)
+                              ORDER BY next_attempt_at, id LIMIT ?4)
                  RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error, payload",
             )?;
             let rows = stmt.query_map(params![to_micros(lease_until), channel, to_micros(now), i64::from(limit)], |r| {
@@ -339,17 +330,15 @@ read_methods!(SqliteStore, {
     async fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
         let ids = ids.to_vec();
         self.write_with(move |conn| {
-            let tx = conn.transaction()?;
             {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE notifications SET claimed_until = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+                let mut stmt = conn.prepare_cached(
+                    "UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
                      WHERE state = 'pending' AND id = ?1",
                 )?;
                 for id in ids {
                     stmt.execute(params![id])?;
                 }
             }
-            tx.commit()?;
             Ok(())
         })
         .await
@@ -358,7 +347,7 @@ read_methods!(SqliteStore, {
     async fn release_all_claims(&self) -> Result<(), StoreError> {
         self.write_with(|conn| {
             conn.execute(
-                "UPDATE notifications SET claimed_until = NULL WHERE claimed_until IS NOT NULL",
+                "UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at WHERE state = 'pending' AND claimed_until IS NOT NULL",
                 [],
             )?;
             Ok(())

@@ -1,0 +1,144 @@
+//! The SQLite writer thread: every write of the process, group-committed.
+//!
+//! Webhooks, outbox claims and delivery results all queue here. The thread
+//! takes everything queued, runs each job inside its own savepoint (a failing
+//! job rolls back alone), commits once, and only then answers each caller.
+//! One commit — one fsync — covers everything that arrived while the last
+//! one was on its way to disk, so durability costs little under load, and
+//! there is never more than one writer for SQLite to serialise.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// Most jobs folded into one transaction.
+const MAX_JOBS: usize = 1024;
+
+trait Job: Send {
+    /// Runs inside the group transaction and keeps its result.
+    fn run(&mut self, conn: &rusqlite::Connection);
+    /// Answers the caller once the transaction committed (or failed).
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+}
+
+struct TypedJob<T, F> {
+    f: Option<F>,
+    result: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send,
+{
+    fn run(&mut self, conn: &rusqlite::Connection) {
+        let Some(f) = self.f.take() else { return };
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            self.result = Some(Err(e.into()));
+            return;
+        }
+        let result = f(conn);
+        let end = if result.is_ok() {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        self.result = Some(match (result, end) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e.into()),
+        });
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let me = *self;
+        let result = match commit {
+            Ok(()) => me
+                .result
+                .unwrap_or_else(|| Err(StoreError::Corrupt("write job did not run".into()))),
+            Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+        };
+        let _ = me.reply.send(result);
+    }
+}
+
+/// Handle to the writer thread; the thread stops when every handle is gone.
+pub(super) struct WriterHandle {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    alive: Weak<()>,
+}
+
+impl WriterHandle {
+    /// Starts the thread that owns `conn`.
+    pub(super) fn spawn(conn: rusqlite::Connection) -> Result<Self, StoreError> {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>(8192);
+        let token = Arc::new(());
+        let alive = Arc::downgrade(&token);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                let _token = token;
+                run(conn, rx);
+            })
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Self { jobs: tx, alive })
+    }
+
+    /// Alive while the writer thread runs (the checkpointer watches it).
+    pub(super) fn alive(&self) -> Weak<()> {
+        self.alive.clone()
+    }
+
+    /// Runs `f` in the next group transaction; answers after the commit.
+    pub(super) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, wait) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(TypedJob {
+            f: Some(f),
+            result: None,
+            reply,
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        wait.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+fn run(conn: rusqlite::Connection, mut rx: mpsc::Receiver<Box<dyn Job>>) {
+    let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_JOBS);
+    while let Some(first) = rx.blocking_recv() {
+        jobs.push(first);
+        while jobs.len() < MAX_JOBS {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = e.to_string();
+            tracing::error!(error = %e, "SQLite writer cannot begin a transaction");
+            for job in jobs.drain(..) {
+                job.finish(Err(e.clone()));
+            }
+            continue;
+        }
+        for job in jobs.iter_mut() {
+            job.run(&conn);
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if let Err(e) = &commit {
+            tracing::error!(error = %e, "SQLite commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for job in jobs.drain(..) {
+            job.finish(commit.clone());
+        }
+    }
+}
