@@ -291,6 +291,10 @@ pub trait Store: Send + Sync {
     async fn resend(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Notifications per channel and state, for /metrics.
     async fn outbox_counts(&self) -> Result<Vec<OutboxCount>, StoreError>;
+    /// How many ingest batches may be in flight at once (1: one writer).
+    fn ingest_parallelism(&self) -> usize {
+        1
+    }
 }
 
 /// The new stored state of one alert after a batch.

@@ -8,12 +8,17 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use super::sql::{impl_sql_store, push_alert_filter, read_methods};
-use super::{IngestRequest, Notification, NotificationPlanner, StoreError};
+use super::{
+    from_micros, plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
+    StoreError,
+};
+use crate::alert::{AlertState, AlertStatus, Fingerprint};
 
 /// A PostgreSQL database.
 pub struct PostgresStore {
@@ -22,6 +27,165 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// Ingest with one fixed-shape statement per table: each column is bound
+    /// as an array and expanded with `UNNEST`, so the server parses and plans
+    /// each statement once per connection instead of once per batch size
+    /// (the multi-row `VALUES` of `sql_ingest`).
+    async fn ingest_unnest(
+        &self,
+        requests: &[IngestRequest],
+        planner: &dyn NotificationPlanner,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<usize>, StoreError> {
+        let mut fps: Vec<String> = requests
+            .iter()
+            .flat_map(|r| r.alerts.iter().map(|a| a.fingerprint.as_str().to_string()))
+            .collect();
+        fps.sort_unstable();
+        fps.dedup();
+        let mut tx = self.write.begin().await?;
+        Self::lock_fingerprints(&mut tx, &fps).await?;
+        let rows: Vec<(String, String, i64, Option<i64>)> =
+            sqlx::query_as("SELECT fingerprint, status, starts_at, ends_at FROM alerts WHERE fingerprint = ANY($1)")
+                .bind(&fps)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut existing: HashMap<Fingerprint, Current> = HashMap::with_capacity(rows.len());
+        for (fp, status, starts, ends) in rows {
+            let status = AlertStatus::parse(&status)
+                .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
+            existing.insert(
+                Fingerprint::new(fp),
+                Current {
+                    state: AlertState {
+                        status,
+                        starts_at: from_micros(starts)?,
+                    },
+                    ends_at: ends.map(from_micros).transpose()?,
+                },
+            );
+        }
+        let write = plan_batch(existing, requests, planner, now);
+        let now_us = to_micros(now);
+
+        let n = write.alerts.len();
+        let (mut fp, mut status, mut name, mut sev, mut inst, mut src) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut starts, mut ends, mut gen, mut labels, mut annotations) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for w in &write.alerts {
+            let label = |k: &str| w.alert.labels.get(k).cloned().unwrap_or_default();
+            fp.push(w.alert.fingerprint.as_str().to_string());
+            status.push(w.status.as_str().to_string());
+            name.push(label("alertname"));
+            sev.push(label("severity"));
+            inst.push(label("instance"));
+            src.push(w.alert.source.as_str().to_string());
+            starts.push(to_micros(w.starts_at));
+            ends.push(w.ends_at.map(to_micros));
+            gen.push(w.alert.generator_url.clone());
+            labels.push(serde_json::to_string(&w.alert.labels).unwrap_or_else(|_| "{}".into()));
+            annotations
+                .push(serde_json::to_string(&w.alert.annotations).unwrap_or_else(|_| "{}".into()));
+        }
+        if n > 0 {
+            // A new incident (new start) clears the previous one's acknowledgement.
+            sqlx::query(
+                "INSERT INTO alerts (fingerprint, status, alertname, severity, instance, source, starts_at, ends_at, first_seen, last_seen, generator_url, labels, annotations)
+                 SELECT f, st, an, sv, ins, src, sa, ea, $12, $12, gu, lb, ann
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[])
+                   AS t(f, st, an, sv, ins, src, sa, ea, gu, lb, ann)
+                 ON CONFLICT (fingerprint) DO UPDATE SET
+                   ack_by = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_by ELSE NULL END,
+                   ack_memo = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_memo ELSE NULL END,
+                   ack_at = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_at ELSE NULL END,
+                   status = excluded.status, alertname = excluded.alertname, severity = excluded.severity,
+                   instance = excluded.instance, source = excluded.source, labels = excluded.labels,
+                   annotations = excluded.annotations, generator_url = excluded.generator_url,
+                   starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen",
+            )
+            .bind(&fp)
+            .bind(&status)
+            .bind(&name)
+            .bind(&sev)
+            .bind(&inst)
+            .bind(&src)
+            .bind(&starts)
+            .bind(&ends)
+            .bind(&gen)
+            .bind(&labels)
+            .bind(&annotations)
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !write.events.is_empty() {
+            let fps: Vec<&str> = write
+                .events
+                .iter()
+                .map(|e| e.fingerprint.as_str())
+                .collect();
+            let names: Vec<&str> = write.events.iter().map(|e| e.alertname.as_str()).collect();
+            let statuses: Vec<&str> = write.events.iter().map(|e| e.status.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO events (fingerprint, alertname, status, at)
+                 SELECT f, a, s, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(f, a, s, o) ORDER BY o",
+            )
+            .bind(&fps)
+            .bind(&names)
+            .bind(&statuses)
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !write.notifications.is_empty() {
+            let ch: Vec<&str> = write
+                .notifications
+                .iter()
+                .map(|n| n.channel.as_str())
+                .collect();
+            let dest: Vec<&str> = write
+                .notifications
+                .iter()
+                .map(|n| n.destination.as_str())
+                .collect();
+            let st: Vec<&str> = write
+                .notifications
+                .iter()
+                .map(|n| n.group.status.as_str())
+                .collect();
+            let payload: Vec<String> = write
+                .notifications
+                .iter()
+                .map(|n| serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
+                .collect();
+            sqlx::query(
+                "INSERT INTO notifications (channel, destination, status, payload, state, attempts, parts_done, created_at, next_attempt_at)
+                 SELECT c, d, s, p, 'pending', 0, 0, $5, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(c, d, s, p, o) ORDER BY o",
+            )
+            .bind(&ch)
+            .bind(&dest)
+            .bind(&st)
+            .bind(&payload)
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(write.per_request)
+    }
+
     /// Connects and migrates. Leases are left alone: another replica may
     /// hold them.
     pub async fn open(url: &SecretString) -> Result<Self, StoreError> {
@@ -65,13 +229,16 @@ impl_sql_store!(
 );
 
 read_methods!(PostgresStore, {
+    fn ingest_parallelism(&self) -> usize {
+        3
+    }
     async fn ingest(
         &self,
         requests: Arc<[IngestRequest]>,
         planner: Arc<dyn NotificationPlanner>,
         now: DateTime<Utc>,
     ) -> Result<Vec<usize>, StoreError> {
-        self.sql_ingest(&requests, planner.as_ref(), now).await
+        self.ingest_unnest(&requests, planner.as_ref(), now).await
     }
     async fn claim_due(
         &self,

@@ -39,7 +39,23 @@ impl IngestWriter {
         signal: OutboxSignal,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
-        let handle = tokio::spawn(run(rx, store, planner, clock, signal));
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        // Several batches in flight only where the database overlaps them
+        // (PostgreSQL); conflicting ones serialise on its per-fingerprint locks.
+        let lanes = store.ingest_parallelism().max(1);
+        let handle = tokio::spawn(async move {
+            let mut lanes_running = tokio::task::JoinSet::new();
+            for _ in 0..lanes {
+                lanes_running.spawn(run(
+                    rx.clone(),
+                    store.clone(),
+                    planner.clone(),
+                    clock.clone(),
+                    signal.clone(),
+                ));
+            }
+            while lanes_running.join_next().await.is_some() {}
+        });
         (Self { jobs: tx }, handle)
     }
 
@@ -60,19 +76,24 @@ impl IngestWriter {
 }
 
 async fn run(
-    mut rx: mpsc::Receiver<Job>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     store: Arc<dyn Store>,
     planner: Arc<dyn NotificationPlanner>,
     clock: Clock,
     signal: OutboxSignal,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    loop {
+        {
+            // One lane takes everything queued; the others wait their turn.
+            let mut rx = rx.lock().await;
+            let Some(first) = rx.recv().await else { break };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
         }
         let (requests, replies): (Vec<IngestRequest>, Vec<_>) =

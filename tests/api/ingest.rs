@@ -265,3 +265,45 @@ async fn many_concurrent_webhooks_are_all_stored() {
         Some(640.0)
     );
 }
+
+/// The same new alert arriving on many connections at once (Alertmanager
+/// replicas, retries) is one incident: one event, one notification.
+async fn concurrent_copies_of_a_new_alert_notify_once(db: Db) {
+    let tg = FakeTelegram::start("9:c").await;
+    let yaml = format!(
+        "{FAST_DELIVERY}channels:\n{}",
+        telegram_channel("oncall", &tg, &["5"])
+    );
+    let app = std::sync::Arc::new(TestApp::spawn(db, &yaml).await);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            // Each copy also carries an alert of its own so batches differ.
+            let alerts = vec![
+                am_alert("Same", "shared:1", "firing"),
+                am_alert("Own", &format!("own{i}:1"), "firing"),
+            ];
+            app.post_ok(&am_payload(alerts)).await;
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let events = app.events().await;
+    assert_eq!(
+        events.iter().filter(|e| e["alertname"] == "Same").count(),
+        1,
+        "one firing event"
+    );
+    assert_eq!(events.len(), 25);
+    app.wait_notifications("sent", 24, std::time::Duration::from_secs(10))
+        .await;
+    let mentions = tg
+        .messages()
+        .iter()
+        .filter(|m| m.plain_text.contains("shared:1"))
+        .count();
+    assert_eq!(mentions, 1, "the shared alert is announced once");
+}
+both_dbs!(concurrent_copies_of_a_new_alert_notify_once);
