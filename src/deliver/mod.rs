@@ -13,7 +13,7 @@
 
 pub mod backoff;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,6 +149,17 @@ pub struct Outbox {
 /// replicas may have queued work, and retries fall due.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
+/// How long a claim holds without renewal. A live worker renews its claims
+/// every [`RENEW_EVERY`], so a send may take as long as it needs; a worker
+/// that died (kill -9, lost host) lets its entries fall due again after at
+/// most this long, and another replica or the restarted process sends them.
+const LEASE: Duration = Duration::from_secs(20);
+const RENEW_EVERY: Duration = Duration::from_secs(5);
+
+fn after(now: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
+    now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(5))
+}
+
 impl Outbox {
     /// The outbox over a store.
     pub fn new(
@@ -170,12 +181,6 @@ impl Outbox {
     /// Longest one send may take (a split message is several requests).
     fn send_deadline(&self) -> Duration {
         self.config.timeout.saturating_mul(3)
-    }
-
-    /// How long a claim is held: past the deadline, with margin, so a live
-    /// worker never loses its lease to another replica mid-send.
-    fn lease(&self) -> Duration {
-        self.send_deadline() + Duration::from_secs(15)
     }
 
     /// Starts one worker per channel. They stop taking work when `shutdown`
@@ -206,18 +211,31 @@ impl Outbox {
         let wake = self.signal.get(&name);
         let slots = Arc::new(Semaphore::new(self.config.concurrency));
         let mut inflight: JoinSet<i64> = JoinSet::new();
-        let mut claimed: Vec<i64> = Vec::new();
+        let mut claimed: HashSet<i64> = HashSet::new();
+        let mut last_renew = tokio::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 break;
+            }
+            while let Some(done) = inflight.try_join_next() {
+                if let Ok(id) = done {
+                    claimed.remove(&id);
+                }
+            }
+            if last_renew.elapsed() >= RENEW_EVERY {
+                last_renew = tokio::time::Instant::now();
+                if !claimed.is_empty() {
+                    let ids: Vec<i64> = claimed.iter().copied().collect();
+                    if let Err(e) = self.store.renew(&ids, after(self.clock.now(), LEASE)).await {
+                        tracing::error!(channel = %name, error = %e, "cannot renew outbox leases");
+                    }
+                }
             }
             let free = slots.available_permits();
             let mut full_batch = false;
             if free > 0 {
                 let now = self.clock.now();
-                let lease_until = now
-                    + chrono::Duration::from_std(self.lease())
-                        .unwrap_or(chrono::Duration::minutes(5));
+                let lease_until = after(now, LEASE);
                 match self
                     .store
                     .claim_due(&name, now, lease_until, free as u32)
@@ -229,7 +247,7 @@ impl Outbox {
                             let Ok(permit) = slots.clone().acquire_owned().await else {
                                 break;
                             };
-                            claimed.push(n.id);
+                            claimed.insert(n.id);
                             let me = self.clone();
                             let ch = channel.clone();
                             inflight.spawn(async move {
@@ -252,7 +270,7 @@ impl Outbox {
             tokio::select! {
                 _ = wake.notified() => {}
                 Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    if let Ok(id) = done { claimed.retain(|c| *c != id); }
+                    if let Ok(id) = done { claimed.remove(&id); }
                 }
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
@@ -262,7 +280,7 @@ impl Outbox {
         let finished = tokio::time::timeout(drain, async {
             while let Some(done) = inflight.join_next().await {
                 if let Ok(id) = done {
-                    claimed.retain(|c| *c != id);
+                    claimed.remove(&id);
                 }
             }
         })
@@ -273,7 +291,8 @@ impl Outbox {
         }
         // Anything still claimed goes back to the queue for the next run.
         while inflight.join_next().await.is_some() {}
-        if let Err(e) = self.store.release(&claimed).await {
+        let unfinished: Vec<i64> = claimed.into_iter().collect();
+        if let Err(e) = self.store.release(&unfinished).await {
             tracing::error!(channel = %name, error = %e, "cannot release claims at shutdown");
         }
     }

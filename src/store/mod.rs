@@ -273,6 +273,8 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Give up: kept as failed, visible, re-sendable.
     async fn mark_failed(&self, id: i64, error: &str, parts_done: u32) -> Result<(), StoreError>;
+    /// Extends the leases of notifications still being sent.
+    async fn renew(&self, ids: &[i64], until: DateTime<Utc>) -> Result<(), StoreError>;
     /// Returns leased notifications to the queue (shutdown before they finished).
     async fn release(&self, ids: &[i64]) -> Result<(), StoreError>;
     /// Clears every lease: only for a database this process owns alone (SQLite) at start.

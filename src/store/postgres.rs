@@ -267,6 +267,9 @@ read_methods!(PostgresStore, {
     async fn release(&self, ids: &[i64]) -> Result<(), StoreError> {
         self.sql_release(ids).await
     }
+    async fn renew(&self, ids: &[i64], until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.sql_renew(ids, until).await
+    }
     async fn release_all_claims(&self) -> Result<(), StoreError> {
         self.sql_release_all_claims().await
     }

@@ -272,6 +272,23 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
+            pub(super) async fn sql_renew(&self, ids: &[i64], until: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
+                if ids.is_empty() {
+                    return Ok(());
+                }
+                let until = $crate::store::to_micros(until);
+                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = ");
+                qb.push_bind(until).push(", next_attempt_at = ").push_bind(until);
+                qb.push(" WHERE state = 'pending' AND claimed_until IS NOT NULL AND id IN (");
+                let mut sep = qb.separated(", ");
+                for id in ids {
+                    sep.push_bind(*id);
+                }
+                qb.push(")");
+                qb.build().execute(&self.write).await?;
+                Ok(())
+            }
+
             pub(super) async fn sql_release_all_claims(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at WHERE state = 'pending' AND claimed_until IS NOT NULL")
                     .execute(&self.write)

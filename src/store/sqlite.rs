@@ -344,6 +344,21 @@ read_methods!(SqliteStore, {
         .await
     }
 
+    async fn renew(&self, ids: &[i64], until: DateTime<Utc>) -> Result<(), StoreError> {
+        let ids = ids.to_vec();
+        self.write_with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE notifications SET claimed_until = ?1, next_attempt_at = ?1
+                 WHERE state = 'pending' AND claimed_until IS NOT NULL AND id = ?2",
+            )?;
+            for id in ids {
+                stmt.execute(params![to_micros(until), id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn release_all_claims(&self) -> Result<(), StoreError> {
         self.write_with(|conn| {
             conn.execute(
