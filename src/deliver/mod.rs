@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::notification::AlertGroup;
 use crate::route::Router;
-use crate::store::{NewNotification, Notification, NotificationPlanner, Store};
+use crate::store::{Decided, NewNotification, Notification, NotificationPlanner, Store};
 use crate::telemetry::Metrics;
 
 /// Wakes channel workers when the outbox got new entries.
@@ -88,11 +88,12 @@ impl Planner {
 }
 
 impl NotificationPlanner for Planner {
-    fn plan(&self, alerts: &[(IncomingAlert, Transition)]) -> Vec<NewNotification> {
+    fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification> {
         // (target index, status) -> alerts, in first-seen order.
         let mut groups: Vec<((usize, AlertStatus), Vec<IncomingAlert>)> = Vec::new();
         let mut still_firing: HashMap<usize, u32> = HashMap::new();
-        for (alert, transition) in alerts {
+        for d in alerts {
+            let (alert, transition) = (d.alert, &d.transition);
             let labels = alert.match_labels();
             for name in self.router.channels_for(&labels) {
                 let Some(idx) = self.targets.iter().position(|t| t.name == name) else {
@@ -101,12 +102,12 @@ impl NotificationPlanner for Planner {
                 if transition.notifies() {
                     let key = (idx, alert.status);
                     match groups.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, list)) => list.push(alert.clone()),
-                        None => groups.push((key, vec![alert.clone()])),
+                        Some((_, list)) => list.push(d.shown()),
+                        None => groups.push((key, vec![d.shown()])),
                     }
                 } else if *transition == Transition::Seen
                     && alert.status == AlertStatus::Firing
-                    && alert.ends_at.is_none()
+                    && d.ends_at.is_none()
                 {
                     *still_firing.entry(idx).or_default() += 1;
                 }

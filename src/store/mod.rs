@@ -72,7 +72,31 @@ pub struct IngestRequest {
 /// notifications are committed together with the alerts.
 pub trait NotificationPlanner: Send + Sync {
     /// `alerts` are one request's alerts with what receiving each meant.
-    fn plan(&self, alerts: &[(IncomingAlert, Transition)]) -> Vec<NewNotification>;
+    fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification>;
+}
+
+/// One received alert and what receiving it meant. Borrowed: a storm of new
+/// alerts is planned without copying each alert again.
+#[derive(Debug, Clone, Copy)]
+pub struct Decided<'a> {
+    /// As received.
+    pub alert: &'a IncomingAlert,
+    /// What it means.
+    pub transition: Transition,
+    /// Start of the incident as it now stands (a resolve keeps its start).
+    pub starts_at: DateTime<Utc>,
+    /// End, when resolved.
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+impl Decided<'_> {
+    /// The alert as a channel shows it: received labels, stored times.
+    pub fn shown(&self) -> IncomingAlert {
+        let mut a = self.alert.clone();
+        a.starts_at = self.starts_at;
+        a.ends_at = self.ends_at;
+        a
+    }
 }
 
 /// A notification about to enter the outbox.
@@ -301,8 +325,8 @@ pub trait Store: Send + Sync {
 
 /// The new stored state of one alert after a batch.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct AlertWrite {
-    pub alert: IncomingAlert,
+pub(crate) struct AlertWrite<'a> {
+    pub alert: &'a IncomingAlert,
     pub status: AlertStatus,
     pub starts_at: DateTime<Utc>,
     pub ends_at: Option<DateTime<Utc>>,
@@ -318,9 +342,9 @@ pub(crate) struct EventWrite {
 
 /// Everything one batch writes.
 #[derive(Debug, Default)]
-pub(crate) struct BatchWrite {
+pub(crate) struct BatchWrite<'a> {
     /// Final state per alert, one entry per fingerprint, in first-seen order.
-    pub alerts: Vec<AlertWrite>,
+    pub alerts: Vec<AlertWrite<'a>>,
     pub events: Vec<EventWrite>,
     pub notifications: Vec<NewNotification>,
     /// Notifications per request.
@@ -338,12 +362,12 @@ pub(crate) struct Current {
 /// fingerprints, what does the batch change? Requests are applied in order,
 /// so a fingerprint that appears twice in a batch is decided against the
 /// state the first occurrence left.
-pub(crate) fn plan_batch(
+pub(crate) fn plan_batch<'a>(
     mut existing: HashMap<Fingerprint, Current>,
-    requests: &[IngestRequest],
+    requests: &'a [IngestRequest],
     planner: &dyn NotificationPlanner,
     now: DateTime<Utc>,
-) -> BatchWrite {
+) -> BatchWrite<'a> {
     let mut out = BatchWrite::default();
     let mut index: HashMap<Fingerprint, usize> = HashMap::new();
     for req in requests {
@@ -373,7 +397,7 @@ pub(crate) fn plan_batch(
                 },
             );
             let write = AlertWrite {
-                alert: a.clone(),
+                alert: a,
                 status,
                 starts_at,
                 ends_at,
@@ -392,11 +416,12 @@ pub(crate) fn plan_batch(
                     status,
                 });
             }
-            // The channel shows the alert as it now stands (a resolve keeps its start).
-            let mut shown = a.clone();
-            shown.starts_at = starts_at;
-            shown.ends_at = ends_at;
-            decided.push((shown, t));
+            decided.push(Decided {
+                alert: a,
+                transition: t,
+                starts_at,
+                ends_at,
+            });
         }
         let notes = planner.plan(&decided);
         out.per_request.push(notes.len());
@@ -531,16 +556,16 @@ mod tests {
 
     struct EveryChange;
     impl NotificationPlanner for EveryChange {
-        fn plan(&self, alerts: &[(IncomingAlert, Transition)]) -> Vec<NewNotification> {
+        fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification> {
             alerts
                 .iter()
-                .filter(|(_, t)| t.notifies())
-                .map(|(a, _)| NewNotification {
+                .filter(|d| d.transition.notifies())
+                .map(|d| NewNotification {
                     channel: "c".into(),
                     destination: "d".into(),
                     group: AlertGroup {
-                        status: a.status,
-                        alerts: vec![a.clone()],
+                        status: d.alert.status,
+                        alerts: vec![d.shown()],
                         others_firing: 0,
                     },
                 })

@@ -440,26 +440,42 @@ async fn one_message_per_group_listing_what_changed_and_counting_the_rest() {
 async fn replicas_on_postgres_send_each_notification_once() {
     let tg = FakeTelegram::start("3:rep").await;
     tg.set_delay(Duration::from_millis(20));
-    let yaml = format!("{FAST_DELIVERY}channels:\n{}", telegram_channel("oncall", &tg, &["77"]));
+    let yaml = format!(
+        "{FAST_DELIVERY}channels:\n{}",
+        telegram_channel("oncall", &tg, &["77"])
+    );
     let a = TestApp::spawn(Db::Postgres, &yaml).await;
     let dir = tempfile::tempdir().expect("dir");
     let b = TestApp::spawn_with_storage(dir, a.storage_url.clone(), None, &yaml).await;
     for i in 0..30 {
         let app = if i % 2 == 0 { &a } else { &b };
-        app.post_ok(&am_payload(vec![am_alert("Replica", &format!("r{i}:1"), "firing")])).await;
+        app.post_ok(&am_payload(vec![am_alert(
+            "Replica",
+            &format!("r{i}:1"),
+            "firing",
+        )]))
+        .await;
     }
     a.wait_notifications("sent", 30, WAIT).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let msgs = tg.messages();
     assert_eq!(msgs.len(), 30, "one message per webhook, no duplicates");
     for i in 0..30 {
-        assert_eq!(msgs.iter().filter(|m| m.plain_text.contains(&format!("r{i}:1"))).count(), 1, "r{i}");
+        assert_eq!(
+            msgs.iter()
+                .filter(|m| m.plain_text.contains(&format!("r{i}:1")))
+                .count(),
+            1,
+            "r{i}"
+        );
     }
     let (_, metrics_a) = a.get_text("/metrics").await;
     let (_, metrics_b) = b.get_text("/metrics").await;
     let sent = |m: &str| {
         m.lines()
-            .find(|l| l.starts_with("alertrelay_notifications_total{channel=\"oncall\",outcome=\"sent\"}"))
+            .find(|l| {
+                l.starts_with("alertrelay_notifications_total{channel=\"oncall\",outcome=\"sent\"}")
+            })
             .and_then(|l| l.rsplit(' ').next())
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)

@@ -135,8 +135,12 @@ impl TestApp {
         }));
         TestApp {
             address,
+            // No connection reuse: a server answering 413 before reading a
+            // body closes the connection, and a pooled client could pick that
+            // dead connection up for the next request.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("client"),
             store,
