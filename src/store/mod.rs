@@ -358,6 +358,25 @@ pub(crate) struct Current {
     pub ends_at: Option<DateTime<Utc>>,
 }
 
+impl Current {
+    /// Reads a stored (status, starts_at, ends_at) row.
+    pub(crate) fn from_row(
+        status: &str,
+        starts_at: i64,
+        ends_at: Option<i64>,
+    ) -> Result<Self, StoreError> {
+        let status = AlertStatus::parse(status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
+        Ok(Current {
+            state: AlertState {
+                status,
+                starts_at: from_micros(starts_at)?,
+            },
+            ends_at: ends_at.map(from_micros).transpose()?,
+        })
+    }
+}
+
 /// The pure heart of ingest: given what is stored for the batch's
 /// fingerprints, what does the batch change? Requests are applied in order,
 /// so a fingerprint that appears twice in a batch is decided against the

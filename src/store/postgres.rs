@@ -15,10 +15,9 @@ use chrono::{DateTime, Utc};
 
 use super::sql::{impl_sql_store, push_alert_filter, read_methods};
 use super::{
-    from_micros, plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
-    StoreError,
+    plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner, StoreError,
 };
-use crate::alert::{AlertState, AlertStatus, Fingerprint};
+use crate::alert::Fingerprint;
 
 /// A PostgreSQL database.
 pub struct PostgresStore {
@@ -52,17 +51,9 @@ impl PostgresStore {
                 .await?;
         let mut existing: HashMap<Fingerprint, Current> = HashMap::with_capacity(rows.len());
         for (fp, status, starts, ends) in rows {
-            let status = AlertStatus::parse(&status)
-                .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
             existing.insert(
                 Fingerprint::new(fp),
-                Current {
-                    state: AlertState {
-                        status,
-                        starts_at: from_micros(starts)?,
-                    },
-                    ends_at: ends.map(from_micros).transpose()?,
-                },
+                Current::from_row(&status, starts, ends)?,
             );
         }
         let write = plan_batch(existing, requests, planner, now);

@@ -3,127 +3,17 @@
 //! A macro rather than generic code: sqlx's per-database types make generic
 //! query code a wall of trait bounds, while the statements themselves are the
 //! same. Where the dialects differ the macro takes the difference as an
-//! argument (`ILIKE` vs `LIKE`, `FOR UPDATE SKIP LOCKED`), and each store
-//! supplies `lock_fingerprints` (PostgreSQL serialises replicas that ingest
-//! the same new alert at once; SQLite has one writer already).
+//! argument (`ILIKE` vs `LIKE`, `FOR UPDATE SKIP LOCKED`).
 
 /// Implements the [`crate::store::Store`] operations as inherent `sql_*`
 /// methods of `$store`, which must have fields `read` and `write`
-/// (`sqlx::Pool<$db>`) and an associated
-/// `async fn lock_fingerprints(tx, &[String]) -> Result<(), StoreError>`.
+/// (`sqlx::Pool<$db>`). Ingest is each store's own: SQLite through its
+/// writer thread, PostgreSQL with `UNNEST` statements.
 /// Each store's `Store` impl delegates to these, or to its own faster path.
 macro_rules! impl_sql_store {
     ($store:ty, $db:ty, like = $like:literal, skip_locked = $skip:literal) => {
         #[allow(dead_code)] // a store may use its own path for some operations
         impl $store {
-            pub(super) async fn sql_ingest(
-                &self,
-                requests: &[$crate::store::IngestRequest],
-                planner: &dyn $crate::store::NotificationPlanner,
-                now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<usize>, $crate::store::StoreError> {
-                use std::collections::HashMap;
-                use $crate::alert::{AlertState, AlertStatus, Fingerprint};
-                use $crate::store::{from_micros, plan_batch, to_micros, Current, StoreError};
-
-                let mut fps: Vec<String> = requests
-                    .iter()
-                    .flat_map(|r| r.alerts.iter().map(|a| a.fingerprint.as_str().to_string()))
-                    .collect();
-                fps.sort_unstable();
-                fps.dedup();
-                let mut tx = self.write.begin().await?;
-                Self::lock_fingerprints(&mut tx, &fps).await?;
-                let mut existing: HashMap<Fingerprint, Current> = HashMap::with_capacity(fps.len());
-                for chunk in fps.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "SELECT fingerprint, status, starts_at, ends_at FROM alerts WHERE fingerprint IN (",
-                    );
-                    let mut sep = qb.separated(", ");
-                    for fp in chunk {
-                        sep.push_bind(fp.as_str());
-                    }
-                    qb.push(")");
-                    let rows: Vec<(String, String, i64, Option<i64>)> =
-                        qb.build_query_as().fetch_all(&mut *tx).await?;
-                    for (fp, status, starts, ends) in rows {
-                        let status = AlertStatus::parse(&status)
-                            .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
-                        existing.insert(
-                            Fingerprint::new(fp),
-                            Current {
-                                state: AlertState { status, starts_at: from_micros(starts)? },
-                                ends_at: ends.map(from_micros).transpose()?,
-                            },
-                        );
-                    }
-                }
-                let write = plan_batch(existing, requests, planner, now);
-                let now_us = to_micros(now);
-                for chunk in write.alerts.chunks(200) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO alerts (fingerprint, status, alertname, severity, instance, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen) ",
-                    );
-                    qb.push_values(chunk, |mut b, w| {
-                        let label = |k: &str| w.alert.labels.get(k).cloned().unwrap_or_default();
-                        b.push_bind(w.alert.fingerprint.as_str().to_string())
-                            .push_bind(w.status.as_str())
-                            .push_bind(label("alertname"))
-                            .push_bind(label("severity"))
-                            .push_bind(label("instance"))
-                            .push_bind(w.alert.source.as_str())
-                            .push_bind(serde_json::to_string(&w.alert.labels).unwrap_or_else(|_| "{}".into()))
-                            .push_bind(serde_json::to_string(&w.alert.annotations).unwrap_or_else(|_| "{}".into()))
-                            .push_bind(w.alert.generator_url.clone())
-                            .push_bind(to_micros(w.starts_at))
-                            .push_bind(w.ends_at.map(to_micros))
-                            .push_bind(now_us)
-                            .push_bind(now_us);
-                    });
-                    // A new incident (new start) clears the previous one's acknowledgement.
-                    qb.push(
-                        " ON CONFLICT (fingerprint) DO UPDATE SET \
-                         ack_by = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_by ELSE NULL END, \
-                         ack_memo = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_memo ELSE NULL END, \
-                         ack_at = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_at ELSE NULL END, \
-                         status = excluded.status, alertname = excluded.alertname, severity = excluded.severity, \
-                         instance = excluded.instance, source = excluded.source, labels = excluded.labels, \
-                         annotations = excluded.annotations, generator_url = excluded.generator_url, \
-                         starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen",
-                    );
-                    qb.build().execute(&mut *tx).await?;
-                }
-                for chunk in write.events.chunks(500) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO events (fingerprint, alertname, status, at) ");
-                    qb.push_values(chunk, |mut b, e| {
-                        b.push_bind(e.fingerprint.as_str().to_string())
-                            .push_bind(e.alertname.clone())
-                            .push_bind(e.status.as_str())
-                            .push_bind(now_us);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-                for chunk in write.notifications.chunks(200) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO notifications (channel, destination, status, payload, state, attempts, parts_done, created_at, next_attempt_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, n| {
-                        b.push_bind(n.channel.clone())
-                            .push_bind(n.destination.clone())
-                            .push_bind(n.group.status.as_str())
-                            .push_bind(serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
-                            .push_bind("pending")
-                            .push_bind(0i64)
-                            .push_bind(0i64)
-                            .push_bind(now_us)
-                            .push_bind(now_us);
-                    });
-                    qb.build().execute(&mut *tx).await?;
-                }
-                tx.commit().await?;
-                Ok(write.per_request)
-            }
-
             pub(super) async fn sql_ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.read).await?;
                 Ok(())

@@ -21,15 +21,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions, Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 
 use super::sql::{impl_sql_store, push_alert_filter, read_methods};
 use super::sqlite_writer::WriterHandle;
 use super::{
-    from_micros, plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
+    plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
     NotificationRow, Store, StoreError,
 };
-use crate::alert::{AlertState, AlertStatus, Fingerprint};
+use crate::alert::Fingerprint;
 
 /// A SQLite database.
 pub struct SqliteStore {
@@ -86,14 +86,6 @@ impl SqliteStore {
         };
         store.release_all_claims().await?;
         Ok(store)
-    }
-
-    async fn lock_fingerprints(
-        _tx: &mut Transaction<'_, Sqlite>,
-        _fps: &[String],
-    ) -> Result<(), StoreError> {
-        // One writer connection: nothing else can interleave.
-        Ok(())
     }
 
     /// Runs `f` on the writer thread inside its next group transaction and
@@ -165,17 +157,9 @@ fn ingest_blocking(
                 })
                 .optional()?;
             if let Some((status, starts, ends)) = row {
-                let status = AlertStatus::parse(&status)
-                    .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
                 existing.insert(
                     a.fingerprint.clone(),
-                    Current {
-                        state: AlertState {
-                            status,
-                            starts_at: from_micros(starts)?,
-                        },
-                        ends_at: ends.map(from_micros).transpose()?,
-                    },
+                    Current::from_row(&status, starts, ends)?,
                 );
             }
         }
