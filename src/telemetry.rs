@@ -108,7 +108,8 @@ impl Metrics {
 
     /// Alerts from one webhook were committed.
     pub fn alerts_stored(&self, source: &str, count: usize, notifications: usize) {
-        tracing::info!(source, alerts = count, notifications, "webhook stored");
+        // Debug, not info: a storm is thousands of webhooks a second.
+        tracing::debug!(source, alerts = count, notifications, "webhook stored");
         self.alerts_received
             .get_or_create(&SourceLabels {
                 source: source.into(),

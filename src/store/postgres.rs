@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{impl_sql_store, push_alert_filter, read_methods};
+use super::sql::{alert_upsert_on_conflict, impl_sql_store, push_alert_filter, read_methods};
 use super::{
     plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner, StoreError,
 };
@@ -92,20 +92,14 @@ impl PostgresStore {
         }
         if n > 0 {
             // A new incident (new start) clears the previous one's acknowledgement.
-            sqlx::query(
+            sqlx::query(concat!(
                 "INSERT INTO alerts (fingerprint, status, alertname, severity, instance, source, starts_at, ends_at, first_seen, last_seen, generator_url, labels, annotations)
                  SELECT f, st, an, sv, ins, src, sa, ea, $12, $12, gu, lb, ann
                  FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[])
                    AS t(f, st, an, sv, ins, src, sa, ea, gu, lb, ann)
-                 ON CONFLICT (fingerprint) DO UPDATE SET
-                   ack_by = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_by ELSE NULL END,
-                   ack_memo = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_memo ELSE NULL END,
-                   ack_at = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_at ELSE NULL END,
-                   status = excluded.status, alertname = excluded.alertname, severity = excluded.severity,
-                   instance = excluded.instance, source = excluded.source, labels = excluded.labels,
-                   annotations = excluded.annotations, generator_url = excluded.generator_url,
-                   starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen",
-            )
+                 ",
+                alert_upsert_on_conflict!()
+            ))
             .bind(&fp)
             .bind(&status)
             .bind(&name)

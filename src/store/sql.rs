@@ -349,6 +349,22 @@ macro_rules! read_methods {
     };
 }
 
+/// The upsert's conflict clause, the same in both dialects. A new incident
+/// (a new start) clears the previous one's acknowledgement.
+macro_rules! alert_upsert_on_conflict {
+    () => {
+        " ON CONFLICT (fingerprint) DO UPDATE SET
+           ack_by = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_by ELSE NULL END,
+           ack_memo = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_memo ELSE NULL END,
+           ack_at = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_at ELSE NULL END,
+           status = excluded.status, alertname = excluded.alertname, severity = excluded.severity,
+           instance = excluded.instance, source = excluded.source, labels = excluded.labels,
+           annotations = excluded.annotations, generator_url = excluded.generator_url,
+           starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen"
+    };
+}
+
+pub(crate) use alert_upsert_on_conflict;
 pub(crate) use impl_sql_store;
 pub(crate) use push_alert_filter;
 pub(crate) use read_methods;

@@ -23,7 +23,7 @@ use rusqlite::{params, OptionalExtension};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 
-use super::sql::{impl_sql_store, push_alert_filter, read_methods};
+use super::sql::{alert_upsert_on_conflict, impl_sql_store, push_alert_filter, read_methods};
 use super::sqlite_writer::WriterHandle;
 use super::{
     plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
@@ -168,18 +168,12 @@ fn ingest_blocking(
     let now_us = to_micros(now);
     {
         // A new incident (new start) clears the previous one's acknowledgement.
-        let mut upsert = tx.prepare_cached(
+        let mut upsert = tx.prepare_cached(concat!(
             "INSERT INTO alerts (fingerprint, status, alertname, severity, instance, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
-             ON CONFLICT (fingerprint) DO UPDATE SET
-               ack_by = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_by ELSE NULL END,
-               ack_memo = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_memo ELSE NULL END,
-               ack_at = CASE WHEN alerts.starts_at = excluded.starts_at THEN alerts.ack_at ELSE NULL END,
-               status = excluded.status, alertname = excluded.alertname, severity = excluded.severity,
-               instance = excluded.instance, source = excluded.source, labels = excluded.labels,
-               annotations = excluded.annotations, generator_url = excluded.generator_url,
-               starts_at = excluded.starts_at, ends_at = excluded.ends_at, last_seen = excluded.last_seen",
-        )?;
+             ",
+            alert_upsert_on_conflict!()
+        ))?;
         for w in &write.alerts {
             let label = |k: &str| w.alert.labels.get(k).map(String::as_str).unwrap_or("");
             upsert.execute(params![
