@@ -8,13 +8,9 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_alertrelay"))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
+mod common;
+
+use common::free_port;
 
 #[test]
 fn check_config_accepts_the_example_with_a_summary() {

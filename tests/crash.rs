@@ -7,12 +7,12 @@
 //! 127.0.0.1:5432, database `test`; override with ALERTRELAY_TEST_PG) with a
 //! fake Telegram. On a failure the logs of every alertrelay run are printed.
 
+mod common;
 #[path = "api/fake_telegram.rs"]
 mod fake_telegram;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,20 +143,14 @@ impl Relay {
 
 impl Drop for Relay {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::stop_child(&mut self.child);
         if std::thread::panicking() {
             eprintln!("{}", self.dump());
         }
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0 to find a free port")
-        .port()
-}
+use common::free_port;
 
 fn write_config(dir: &Path, port: u16, storage: &str, fake: &FakeTelegram, delivery: &str) {
     let yaml = format!(

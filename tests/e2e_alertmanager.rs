@@ -24,12 +24,12 @@
 //! `repeat_interval: 2s`). Firing alerts carry `endsAt: 0001-01-01T00:00:00Z`
 //! in the webhook; resolved ones the `endsAt` that was posted.
 
+mod common;
 #[path = "api/fake_telegram.rs"]
 mod fake_telegram;
 
 use std::fs::File;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -103,20 +103,14 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        common::stop_child(&mut self.child);
         if std::thread::panicking() {
             eprintln!("{}", self.dump());
         }
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0 to find a free port")
-        .port()
-}
+use common::free_port;
 
 /// Polls `url` until it answers 200, failing with the process's logs if it
 /// dies or takes longer than `timeout`.

@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::sql::{alert_upsert_on_conflict, impl_sql_store, push_alert_filter, read_methods};
+use super::sql::{
+    alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
+};
 use super::{
     plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner, StoreError,
 };

@@ -153,11 +153,7 @@ macro_rules! impl_sql_store {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE state = 'pending' AND id IN (",
                 );
-                let mut sep = qb.separated(", ");
-                for id in ids {
-                    sep.push_bind(*id);
-                }
-                qb.push(")");
+                push_id_list!(qb, ids);
                 qb.build().execute(&self.write).await?;
                 Ok(())
             }
@@ -170,11 +166,7 @@ macro_rules! impl_sql_store {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = ");
                 qb.push_bind(until).push(", next_attempt_at = ").push_bind(until);
                 qb.push(" WHERE state = 'pending' AND claimed_until IS NOT NULL AND id IN (");
-                let mut sep = qb.separated(", ");
-                for id in ids {
-                    sep.push_bind(*id);
-                }
-                qb.push(")");
+                push_id_list!(qb, ids);
                 qb.build().execute(&self.write).await?;
                 Ok(())
             }
@@ -349,6 +341,17 @@ macro_rules! read_methods {
     };
 }
 
+/// Closes an `id IN (` list with the ids bound as parameters.
+macro_rules! push_id_list {
+    ($qb:ident, $ids:expr) => {{
+        let mut sep = $qb.separated(", ");
+        for id in $ids {
+            sep.push_bind(*id);
+        }
+        $qb.push(")");
+    }};
+}
+
 /// The upsert's conflict clause, the same in both dialects. A new incident
 /// (a new start) clears the previous one's acknowledgement.
 macro_rules! alert_upsert_on_conflict {
@@ -367,4 +370,5 @@ macro_rules! alert_upsert_on_conflict {
 pub(crate) use alert_upsert_on_conflict;
 pub(crate) use impl_sql_store;
 pub(crate) use push_alert_filter;
+pub(crate) use push_id_list;
 pub(crate) use read_methods;

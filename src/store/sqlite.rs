@@ -23,7 +23,9 @@ use rusqlite::{params, OptionalExtension};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 
-use super::sql::{alert_upsert_on_conflict, impl_sql_store, push_alert_filter, read_methods};
+use super::sql::{
+    alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
+};
 use super::sqlite_writer::WriterHandle;
 use super::{
     plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
