@@ -13,11 +13,11 @@
 
 pub mod backoff;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -136,6 +136,53 @@ impl NotificationPlanner for Planner {
     }
 }
 
+/// One send at a time per destination, in claim (id) order: a chat must see
+/// an alert's FIRING before its RESOLVED, so two messages to one destination
+/// are never in flight at once.
+#[derive(Default)]
+struct DestinationQueues {
+    /// Destinations with a send in flight, and what is claimed behind it.
+    busy: HashMap<String, VecDeque<Notification>>,
+}
+
+impl DestinationQueues {
+    /// Returns the notification if it can be sent now, or keeps it until its
+    /// destination is free.
+    fn admit(&mut self, n: Notification) -> Option<Notification> {
+        match self.busy.get_mut(&n.destination) {
+            Some(waiting) => {
+                waiting.push_back(n);
+                None
+            }
+            None => {
+                self.busy.insert(n.destination.clone(), VecDeque::new());
+                Some(n)
+            }
+        }
+    }
+
+    /// The send to `destination` finished: the next one for it, if any.
+    fn next(&mut self, destination: &str) -> Option<Notification> {
+        let waiting = self.busy.get_mut(destination)?;
+        let next = waiting.pop_front();
+        if next.is_none() {
+            self.busy.remove(destination);
+        }
+        next
+    }
+
+    fn clear_waiting(&mut self) {
+        self.busy.clear();
+    }
+}
+
+/// Sends in flight: the tasks, and which entry and destination each sends.
+#[derive(Default)]
+struct Inflight {
+    set: JoinSet<()>,
+    sends: HashMap<tokio::task::Id, (i64, String)>,
+}
+
 /// Shared by every channel worker.
 #[derive(Clone)]
 pub struct Outbox {
@@ -210,18 +257,16 @@ impl Outbox {
     ) {
         let name = channel.name().to_string();
         let wake = self.signal.get(&name);
-        let slots = Arc::new(Semaphore::new(self.config.concurrency));
-        let mut inflight: JoinSet<i64> = JoinSet::new();
+        let mut sends = DestinationQueues::default();
+        let mut inflight = Inflight::default();
         let mut claimed: HashSet<i64> = HashSet::new();
         let mut last_renew = tokio::time::Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 break;
             }
-            while let Some(done) = inflight.try_join_next() {
-                if let Ok(id) = done {
-                    claimed.remove(&id);
-                }
+            while let Some(done) = inflight.set.try_join_next_with_id() {
+                self.finished(done, &mut claimed, &mut sends, &mut inflight, &channel);
             }
             if last_renew.elapsed() >= RENEW_EVERY {
                 last_renew = tokio::time::Instant::now();
@@ -232,7 +277,9 @@ impl Outbox {
                     }
                 }
             }
-            let free = slots.available_permits();
+            // Claimed entries waiting behind their destination count too, so
+            // a backlog for one chat does not pile up claims.
+            let free = self.config.concurrency.saturating_sub(claimed.len());
             let mut full_batch = false;
             if free > 0 {
                 let now = self.clock.now();
@@ -245,18 +292,10 @@ impl Outbox {
                     Ok(batch) => {
                         full_batch = batch.len() == free;
                         for n in batch {
-                            let Ok(permit) = slots.clone().acquire_owned().await else {
-                                break;
-                            };
                             claimed.insert(n.id);
-                            let me = self.clone();
-                            let ch = channel.clone();
-                            inflight.spawn(async move {
-                                let id = n.id;
-                                me.deliver(&ch, n).await;
-                                drop(permit);
-                                id
-                            });
+                            if let Some(n) = sends.admit(n) {
+                                self.start(&mut inflight, &channel, n);
+                            }
                         }
                     }
                     Err(e) => {
@@ -270,31 +309,74 @@ impl Outbox {
             let wait = self.idle_wait(&name).await;
             tokio::select! {
                 _ = wake.notified() => {}
-                Some(done) = inflight.join_next(), if !inflight.is_empty() => {
-                    if let Ok(id) = done { claimed.remove(&id); }
+                Some(done) = inflight.set.join_next_with_id(), if !inflight.set.is_empty() => {
+                    self.finished(done, &mut claimed, &mut sends, &mut inflight, &channel);
                 }
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }
         }
-        // Shutdown: let sends in flight finish, within the bound.
+        // Shutdown: let sends in flight finish, within the bound. Entries
+        // waiting behind them are not started.
+        sends.clear_waiting();
         let finished = tokio::time::timeout(drain, async {
-            while let Some(done) = inflight.join_next().await {
-                if let Ok(id) = done {
+            while let Some(done) = inflight.set.join_next_with_id().await {
+                let task = match &done {
+                    Ok((task, ())) => *task,
+                    Err(e) => e.id(),
+                };
+                if let Some((id, _)) = inflight.sends.remove(&task) {
                     claimed.remove(&id);
                 }
             }
         })
         .await;
         if finished.is_err() {
-            inflight.abort_all();
+            inflight.set.abort_all();
             tracing::warn!(channel = %name, unfinished = claimed.len(), "shutdown: sends still in flight were stopped; they will be retried");
         }
         // Anything still claimed goes back to the queue for the next run.
-        while inflight.join_next().await.is_some() {}
+        while inflight.set.join_next().await.is_some() {}
         let unfinished: Vec<i64> = claimed.into_iter().collect();
         if let Err(e) = self.store.release(&unfinished).await {
             tracing::error!(channel = %name, error = %e, "cannot release claims at shutdown");
+        }
+    }
+
+    fn start(&self, inflight: &mut Inflight, channel: &Arc<Channel>, n: Notification) {
+        let me = self.clone();
+        let ch = channel.clone();
+        let (id, destination) = (n.id, n.destination.clone());
+        let task = inflight.set.spawn(async move {
+            me.deliver(&ch, n).await;
+        });
+        inflight.sends.insert(task.id(), (id, destination));
+    }
+
+    /// A send finished: forget its claim and start the next one waiting for
+    /// the same destination.
+    fn finished(
+        &self,
+        done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+        claimed: &mut HashSet<i64>,
+        sends: &mut DestinationQueues,
+        inflight: &mut Inflight,
+        channel: &Arc<Channel>,
+    ) {
+        let task = match &done {
+            Ok((task, ())) => *task,
+            Err(e) => {
+                // A send that panicked: its lease runs out and it is tried again.
+                tracing::error!(channel = channel.name(), error = %e, "a send task failed");
+                e.id()
+            }
+        };
+        let Some((id, destination)) = inflight.sends.remove(&task) else {
+            return;
+        };
+        claimed.remove(&id);
+        if let Some(next) = sends.next(&destination) {
+            self.start(inflight, channel, next);
         }
     }
 

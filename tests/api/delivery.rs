@@ -482,3 +482,49 @@ async fn replicas_on_postgres_send_each_notification_once() {
     };
     assert_eq!(sent(&metrics_a) + sent(&metrics_b), 30.0);
 }
+
+/// A chat sees an alert's messages in the order they happened: with a slow
+/// Telegram, four state changes of one alert posted back to back go out one
+/// at a time per chat (FIRING, RESOLVED, FIRING, RESOLVED), in each of the
+/// channel's two chats.
+async fn one_chat_gets_its_messages_one_at_a_time_in_order(db: Db) {
+    let tg = FakeTelegram::start("1:t").await;
+    tg.set_delay(Duration::from_millis(150));
+    let yaml = format!(
+        "{FAST_DELIVERY}channels:\n{}",
+        telegram_channel("oncall", &tg, &["42", "43"])
+    );
+    let app = TestApp::spawn(db, &yaml).await;
+    for (i, status) in ["firing", "resolved", "firing", "resolved"]
+        .iter()
+        .enumerate()
+    {
+        let mut alert = am_alert("Flappy", "web1:80", status);
+        alert["startsAt"] = json!(format!("2026-11-22T0{}:00:00Z", i / 2 + 1));
+        app.post_ok(&am_payload(vec![alert])).await;
+    }
+    let msgs = tg.wait_for_messages(8, Duration::from_secs(10)).await;
+    for chat in ["42", "43"] {
+        let seen: Vec<&str> = tg
+            .messages_to(chat)
+            .iter()
+            .map(|m| {
+                if m.plain_text.starts_with("🔥 FIRING") {
+                    "FIRING"
+                } else if m.plain_text.starts_with("✅ RESOLVED") {
+                    "RESOLVED"
+                } else {
+                    "other"
+                }
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            ["FIRING", "RESOLVED", "FIRING", "RESOLVED"],
+            "chat {chat}"
+        );
+    }
+    assert_eq!(msgs.len(), 8);
+    assert_eq!(tg.max_in_flight_per_chat(), 1);
+}
+both_dbs!(one_chat_gets_its_messages_one_at_a_time_in_order);

@@ -54,7 +54,7 @@
 //! slow API via [`FakeTelegram::set_delay`].
 #![allow(dead_code)]
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -164,6 +164,38 @@ struct FakeState {
     /// (chat key, message id) a reply may point at.
     known_messages: HashSet<(String, i64)>,
     last_message_id: i64,
+    /// Valid sends being answered right now, per chat, and the most seen at once.
+    in_flight: HashMap<String, usize>,
+    max_in_flight_per_chat: usize,
+}
+
+/// Counts a send to a chat as being answered until dropped (also when the
+/// client hangs up first).
+struct InFlight<'a> {
+    shared: &'a Shared,
+    chat: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared, chat: &str) -> Self {
+        let mut state = shared.lock();
+        let now = state.in_flight.entry(chat.to_string()).or_default();
+        *now += 1;
+        let now = *now;
+        state.max_in_flight_per_chat = state.max_in_flight_per_chat.max(now);
+        Self {
+            shared,
+            chat: chat.to_string(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(n) = self.shared.lock().in_flight.get_mut(&self.chat) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl Shared {
@@ -252,6 +284,13 @@ impl FakeTelegram {
     pub fn fail_next(&self, n: usize, failure: FakeFailure) {
         let mut state = self.shared.lock();
         state.failures.extend(std::iter::repeat_n(failure, n));
+    }
+
+    /// The most valid sendMessage requests to one chat that were being
+    /// answered at the same time (the real API takes them; the order a chat
+    /// shows them in is then anyone's guess).
+    pub fn max_in_flight_per_chat(&self) -> usize {
+        self.shared.lock().max_in_flight_per_chat
     }
 
     /// Waits this long before answering a valid sendMessage (zero: no wait).
@@ -455,6 +494,7 @@ async fn send_message(shared: &Shared, params: Vec<(String, Vec<u8>)>) -> Respon
         Err(description) => return api_error(shared, 400, &description),
     };
 
+    let _answering = InFlight::enter(shared, &accepted.chat_key);
     let delay = shared.lock().delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
