@@ -126,8 +126,9 @@ impl PostgresStore {
             let names: Vec<&str> = write.events.iter().map(|e| e.alertname.as_str()).collect();
             let statuses: Vec<&str> = write.events.iter().map(|e| e.status.as_str()).collect();
             sqlx::query(
-                "INSERT INTO events (fingerprint, alertname, status, at)
-                 SELECT f, a, s, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(f, a, s, o) ORDER BY o",
+                "INSERT INTO events (alert_id, alertname, status, at)
+                 SELECT al.id, t.a, t.s, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(f, a, s, o)
+                 JOIN alerts al ON al.fingerprint = t.f ORDER BY t.o",
             )
             .bind(&fps)
             .bind(&names)
@@ -158,8 +159,17 @@ impl PostgresStore {
                 .map(|n| serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
                 .collect();
             sqlx::query(
-                "INSERT INTO notifications (channel, destination, status, payload, state, attempts, parts_done, created_at, next_attempt_at)
-                 SELECT c, d, s, p, 'pending', 0, 0, $5, $5 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(c, d, s, p, o) ORDER BY o",
+                // Ids are drawn in arrival order (the outbox sends in id
+                // order) and shared by the row and its payload.
+                "WITH input AS (
+                     SELECT nextval(pg_get_serial_sequence('notifications', 'id')) AS id, c, d, s, p
+                     FROM (SELECT c, d, s, p FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(c, d, s, p, o) ORDER BY o) ordered
+                 ),
+                 rows AS (
+                     INSERT INTO notifications (id, channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
+                     SELECT id, c, d, s, 'pending', 0, 0, $5, $5 FROM input
+                 )
+                 INSERT INTO notification_payloads (notification_id, payload) SELECT id, p FROM input",
             )
             .bind(&ch)
             .bind(&dest)

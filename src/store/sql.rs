@@ -66,7 +66,7 @@ macro_rules! impl_sql_store {
             ) -> Result<$crate::store::Page<$crate::alert::Event>, $crate::store::StoreError> {
                 use $crate::store::{Cursor, EventRow, Page};
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT e.id, e.fingerprint, e.alertname, e.status, e.at FROM events e JOIN alerts a ON a.fingerprint = e.fingerprint WHERE 1=1",
+                    "SELECT e.id, a.fingerprint, e.alertname, e.status, e.at FROM events e JOIN alerts a ON a.id = e.alert_id WHERE 1=1",
                 );
                 if let Some(s) = filter.status {
                     qb.push(" AND e.status = ").push_bind(s.as_str());
@@ -75,7 +75,7 @@ macro_rules! impl_sql_store {
                 f.status = None;
                 push_alert_filter!(qb, &f, "e.at", $like);
                 if let Some(fp) = fingerprint {
-                    qb.push(" AND e.fingerprint = ").push_bind(fp.to_string());
+                    qb.push(" AND a.fingerprint = ").push_bind(fp.to_string());
                 }
                 if let Some(Cursor::Id(id)) = cursor {
                     qb.push(" AND e.id < ").push_bind(*id);
@@ -104,13 +104,16 @@ macro_rules! impl_sql_store {
                 use $crate::store::{to_micros, NotificationRow};
                 let now_us = to_micros(now);
                 let lease = to_micros(lease_until);
-                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = ");
+                // The payload lives in its own table (written once, never
+                // rewritten by the updates of a delivery), joined to the claim.
+                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH claimed AS (UPDATE notifications SET claimed_until = ");
                 qb.push_bind(lease).push(", next_attempt_at = ").push_bind(lease);
                 qb.push(", attempts = attempts + 1 WHERE id IN (SELECT id FROM notifications WHERE channel = ");
                 qb.push_bind(channel.to_string());
                 qb.push(" AND state = 'pending' AND next_attempt_at <= ").push_bind(now_us);
                 qb.push(" ORDER BY next_attempt_at, id LIMIT ").push_bind(i64::from(limit));
-                qb.push(concat!($skip, ") RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error, payload"));
+                qb.push(concat!($skip, ") RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error)"));
+                qb.push(" SELECT c.*, p.payload FROM claimed c JOIN notification_payloads p ON p.notification_id = c.id");
                 let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.write).await?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in rows {
@@ -194,18 +197,19 @@ macro_rules! impl_sql_store {
             ) -> Result<$crate::store::Page<$crate::store::Notification>, $crate::store::StoreError> {
                 use $crate::store::{Cursor, NotificationRow, Page};
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error, payload FROM notifications WHERE 1=1",
+                    "SELECT n.id, n.channel, n.destination, n.state, n.attempts, n.parts_done, n.created_at, n.next_attempt_at, n.sent_at, n.last_error, p.payload
+                     FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id WHERE 1=1",
                 );
                 if let Some(s) = state {
-                    qb.push(" AND state = ").push_bind(s.as_str());
+                    qb.push(" AND n.state = ").push_bind(s.as_str());
                 }
                 if let Some(c) = channel {
-                    qb.push(" AND channel = ").push_bind(c.to_string());
+                    qb.push(" AND n.channel = ").push_bind(c.to_string());
                 }
                 if let Some(Cursor::Id(id)) = cursor {
-                    qb.push(" AND id < ").push_bind(*id);
+                    qb.push(" AND n.id < ").push_bind(*id);
                 }
-                qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                qb.push(" ORDER BY n.id DESC LIMIT ").push_bind(i64::from(limit) + 1);
                 let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.read).await?;
                 let more = rows.len() > limit as usize;
                 let mut items = Vec::with_capacity(rows.len());

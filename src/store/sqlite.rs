@@ -194,7 +194,8 @@ fn ingest_blocking(
             ])?;
         }
         let mut event = tx.prepare_cached(
-            "INSERT INTO events (fingerprint, alertname, status, at) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO events (alert_id, alertname, status, at)
+             VALUES ((SELECT id FROM alerts WHERE fingerprint = ?1), ?2, ?3, ?4)",
         )?;
         for e in &write.events {
             event.execute(params![
@@ -205,16 +206,22 @@ fn ingest_blocking(
             ])?;
         }
         let mut note = tx.prepare_cached(
-            "INSERT INTO notifications (channel, destination, status, payload, state, attempts, parts_done, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, 'pending', 0, 0, ?5, ?5)",
+            "INSERT INTO notifications (channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, 'pending', 0, 0, ?4, ?4)",
+        )?;
+        let mut payload = tx.prepare_cached(
+            "INSERT INTO notification_payloads (notification_id, payload) VALUES (?1, ?2)",
         )?;
         for n in &write.notifications {
             note.execute(params![
                 n.channel,
                 n.destination,
                 n.group.status.as_str(),
-                serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()),
                 now_us
+            ])?;
+            payload.execute(params![
+                tx.last_insert_rowid(),
+                serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()),
             ])?;
         }
     }
@@ -245,7 +252,11 @@ read_methods!(SqliteStore, {
                 "UPDATE notifications SET claimed_until = ?1, next_attempt_at = ?1, attempts = attempts + 1
                  WHERE id IN (SELECT id FROM notifications WHERE channel = ?2 AND state = 'pending' AND next_attempt_at <= ?3
                               ORDER BY next_attempt_at, id LIMIT ?4)
-                 RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error, payload",
+                 RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error",
+            )?;
+            // The payload is read apart: RETURNING sees only the updated table.
+            let mut payload = conn.prepare_cached(
+                "SELECT payload FROM notification_payloads WHERE notification_id = ?1",
             )?;
             let rows = stmt.query_map(params![to_micros(lease_until), channel, to_micros(now), i64::from(limit)], |r| {
                 Ok(NotificationRow {
@@ -259,12 +270,14 @@ read_methods!(SqliteStore, {
                     next_attempt_at: r.get(7)?,
                     sent_at: r.get(8)?,
                     last_error: r.get(9)?,
-                    payload: r.get(10)?,
+                    payload: String::new(),
                 })
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                out.push(row?.into_notification()?);
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for mut row in rows {
+                row.payload = payload.query_row(params![row.id], |r| r.get(0))?;
+                out.push(row.into_notification()?);
             }
             out.sort_by_key(|n| n.id);
             Ok(out)

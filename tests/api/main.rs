@@ -6,4 +6,5 @@ mod helpers;
 mod api;
 mod delivery;
 mod ingest;
+mod migrations;
 mod proxy;
