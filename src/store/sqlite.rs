@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 use super::sql::{
     alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
 };
-use super::sqlite_writer::WriterHandle;
+use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
     plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
     NotificationRow, Store, StoreError,
@@ -75,7 +76,7 @@ impl SqliteStore {
         )?;
         conn.set_prepared_statement_cache_capacity(64);
         let writer = WriterHandle::spawn(conn)?;
-        spawn_checkpointer(path, writer.alive())?;
+        spawn_checkpointer(path, writer.alive(), writer.request_catch_up())?;
 
         let read = SqlitePoolOptions::new()
             .max_connections(4)
@@ -107,7 +108,11 @@ impl_sql_store!(SqliteStore, Sqlite, like = "LIKE", skip_locked = "");
 /// writer (and every webhook waiting on it) would stall for the copy and its
 /// fsync; here it runs beside the writer, on the other core. It stops when
 /// the store is dropped.
-fn spawn_checkpointer(path: &Path, writer: Weak<()>) -> Result<(), StoreError> {
+fn spawn_checkpointer(
+    path: &Path,
+    writer: Weak<()>,
+    catch_up: Arc<AtomicU8>,
+) -> Result<(), StoreError> {
     let conn = rusqlite::Connection::open(path)?;
     conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
     std::thread::Builder::new()
@@ -115,12 +120,30 @@ fn spawn_checkpointer(path: &Path, writer: Weak<()>) -> Result<(), StoreError> {
         .spawn(move || {
             while writer.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                let result = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                    ))
+                // (frames in the WAL, frames copied back)
+                let passive = || {
+                    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+                    })
+                };
+                let result = passive().and_then(|mut done| {
+                    if done.0 > WAL_REWIND_FRAMES {
+                        // Copy what was written meanwhile, so the writer's own
+                        // part stays short.
+                        for _ in 0..4 {
+                            if done.0 - done.1 <= CATCH_UP_FRAMES {
+                                break;
+                            }
+                            done = passive()?;
+                        }
+                        let level = if done.0 > WAL_HARD_FRAMES {
+                            CATCH_UP_NOW
+                        } else {
+                            CATCH_UP_WHEN_QUIET
+                        };
+                        catch_up.fetch_max(level, Ordering::Relaxed);
+                    }
+                    Ok(())
                 });
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "SQLite checkpoint failed; will retry");
@@ -133,6 +156,17 @@ fn spawn_checkpointer(path: &Path, writer: Weak<()>) -> Result<(), StoreError> {
 
 /// How often the WAL is copied back; under load it holds about this much work.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// WAL length (frames of one 1 KiB page) past which the writer is asked to
+/// finish the checkpoint at its next lull, so the WAL rewinds (see
+/// `WriterHandle::request_catch_up`)...
+const WAL_REWIND_FRAMES: i64 = 64 * 1024;
+/// ...and past which it does so at once, storm or not: the WAL stays under
+/// about 256 MiB.
+const WAL_HARD_FRAMES: i64 = 256 * 1024;
+
+/// At most this many frames are left for the writer to copy itself.
+const CATCH_UP_FRAMES: i64 = 2 * 1024;
 
 fn ingest_blocking(
     tx: &rusqlite::Connection,
