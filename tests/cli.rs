@@ -19,6 +19,7 @@ fn check_config_accepts_the_example_with_a_summary() {
         .env("INGEST_TOKEN", "i")
         .env("API_TOKEN", "a")
         .env("TELEGRAM_BOT_TOKEN", "1:t")
+        .env("AUDIT_HOOK_KEY", "k")
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -33,6 +34,7 @@ fn check_config_accepts_the_example_with_a_summary() {
         "{stdout}"
     );
     assert!(stdout.contains("oncall (telegram)"), "{stdout}");
+    assert!(stdout.contains("audit (webhook)"), "{stdout}");
 }
 
 #[test]
@@ -235,4 +237,86 @@ fn serve_on_embedded_defaults_stores_alerts_and_stops_cleanly_on_sigterm() {
         logs.contains("alertrelay listening") && logs.contains("stopped"),
         "{logs}"
     );
+}
+
+/// A one-request HTTP receiver on a thread: answers `status` with `reply`
+/// and hands back the request body.
+fn one_request_receiver(status: &str, reply: &str) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{BufRead, BufReader, Read};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut reader = BufReader::new(stream);
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().expect("length");
+            }
+        }
+        let mut body = vec![0u8; length];
+        reader.read_exact(&mut body).expect("body");
+        reader
+            .get_mut()
+            .write_all(answer.as_bytes())
+            .expect("answer");
+        String::from_utf8(body).expect("utf-8")
+    });
+    (port, handle)
+}
+
+#[test]
+fn send_test_posts_a_sample_to_a_webhook_and_says_what_came_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("alertrelay.yml");
+    let write_config = |port: u16| {
+        std::fs::write(
+            &config,
+            format!("channels:\n  - name: audit\n    type: webhook\n    url: http://127.0.0.1:{port}/hook?key=k3y\n"),
+        )
+        .expect("config");
+    };
+
+    let (port, receiver) = one_request_receiver("204 No Content", "");
+    write_config(port);
+    let out = bin()
+        .args(["send-test", "--channel", "audit", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    let body: serde_json::Value =
+        serde_json::from_str(&receiver.join().expect("receiver")).expect("json body");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "audit → url: sent"
+    );
+    assert_eq!(body["version"], "1");
+    assert_eq!(body["status"], "firing");
+    assert_eq!(body["alerts"].as_array().map(Vec::len), Some(1));
+
+    let (port, receiver) = one_request_receiver("400 Bad Request", "no such team");
+    write_config(port);
+    let out = bin()
+        .args(["send-test", "--channel", "audit", "-c"])
+        .arg(&config)
+        .output()
+        .expect("run");
+    receiver.join().expect("receiver");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("audit → url: FAILED: webhook: HTTP 400: no such team"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("k3y") && !String::from_utf8_lossy(&out.stderr).contains("k3y"));
 }

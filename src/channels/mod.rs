@@ -7,6 +7,7 @@
 //! touches its own folder and one arm of [`ChannelKind`] and [`Channel`].
 
 pub mod telegram;
+pub mod webhook;
 
 use std::time::Duration;
 
@@ -46,16 +47,19 @@ pub struct ChannelConfig {
 pub enum ChannelKind {
     /// Telegram Bot API.
     Telegram(telegram::TelegramConfig),
+    /// A JSON POST to one URL.
+    Webhook(webhook::WebhookConfig),
 }
 
 /// Channel types of the product contract not built yet.
-const NOT_YET_TYPES: &[&str] = &["email", "wecom", "slack", "webhook"];
+const NOT_YET_TYPES: &[&str] = &["email", "wecom", "slack"];
 
 impl ChannelConfig {
     /// The type name as written in the config.
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             ChannelKind::Telegram(_) => "telegram",
+            ChannelKind::Webhook(_) => "webhook",
         }
     }
 
@@ -116,6 +120,9 @@ impl ChannelConfig {
             Some("telegram") => {
                 telegram::TelegramConfig::from_yaml(w, &mut m).map(ChannelKind::Telegram)
             }
+            Some("webhook") => {
+                webhook::WebhookConfig::from_yaml(w, &mut m).map(ChannelKind::Webhook)
+            }
             Some(t) if NOT_YET_TYPES.contains(&t) => {
                 if let Some(tn) = type_node {
                     w.error(
@@ -171,6 +178,7 @@ impl ChannelConfig {
             .map_err(|e| BuildError(format!("channel {}: HTTP client: {e}", self.name)))?;
         let inner = match &self.kind {
             ChannelKind::Telegram(c) => ChannelImpl::Telegram(c.build(http, ctx.clone())),
+            ChannelKind::Webhook(c) => ChannelImpl::Webhook(c.build(&self.name, http, ctx.clone())),
         };
         Ok(Channel {
             name: self.name.clone(),
@@ -194,6 +202,7 @@ pub struct Channel {
 
 enum ChannelImpl {
     Telegram(telegram::TelegramChannel),
+    Webhook(webhook::WebhookChannel),
 }
 
 /// Why a send did not go through, classified where it happened.
@@ -245,6 +254,7 @@ impl Channel {
     pub fn destinations(&self) -> Vec<String> {
         match &self.inner {
             ChannelImpl::Telegram(t) => t.destinations(),
+            ChannelImpl::Webhook(h) => h.destinations(),
         }
     }
 
@@ -258,6 +268,8 @@ impl Channel {
     ) -> Result<(), DeliveryError> {
         match &self.inner {
             ChannelImpl::Telegram(t) => t.send(destination, group, parts_done).await,
+            // One request: nothing to resume.
+            ChannelImpl::Webhook(h) => h.send(group).await,
         }
     }
 
@@ -265,6 +277,7 @@ impl Channel {
     pub async fn healthcheck(&self) -> Result<String, DeliveryError> {
         match &self.inner {
             ChannelImpl::Telegram(t) => t.healthcheck().await,
+            ChannelImpl::Webhook(h) => h.healthcheck().await,
         }
     }
 }

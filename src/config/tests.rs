@@ -60,7 +60,9 @@ fn a_full_config_checks_out() {
     assert_eq!(c.public_url.as_deref(), Some("https://alerts.example.com"));
     assert_eq!(c.ingest.tokens[0].expose_secret(), "tok");
     assert_eq!(c.ingest.basic[0].username, "gcp");
-    let ChannelKind::Telegram(t) = &c.channels[0].kind;
+    let ChannelKind::Telegram(t) = &c.channels[0].kind else {
+        panic!("not telegram");
+    };
     assert_eq!(t.bot_token.expose_secret(), "123:abc");
     assert_eq!(t.chat_ids, vec!["-1001234567890", "@ops_channel"]);
     assert_eq!(t.api_url, "https://api.telegram.org");
@@ -151,7 +153,9 @@ fn secrets_from_env_and_files() {
     std::fs::write(dir.path().join("token"), "999:fromfile\n").expect("write");
     let text = "channels:\n  - name: t\n    type: telegram\n    bot_token_file: token\n    chat_ids: [1]\n";
     let c = Config::parse(text, dir.path(), &env).expect("ok");
-    let ChannelKind::Telegram(t) = &c.channels[0].kind;
+    let ChannelKind::Telegram(t) = &c.channels[0].kind else {
+        panic!("not telegram");
+    };
     assert_eq!(
         t.bot_token.expose_secret(),
         "999:fromfile",
@@ -226,7 +230,9 @@ fn channel_mistakes() {
     );
     let c = parse("channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    chat_ids: [1]\n    proxy_url: socks5://u:p@127.0.0.1:1080\n    api_url: http://127.0.0.1:8081/\n    send_resolved: false\n").expect("ok");
     assert!(!c.channels[0].send_resolved);
-    let ChannelKind::Telegram(t) = &c.channels[0].kind;
+    let ChannelKind::Telegram(t) = &c.channels[0].kind else {
+        panic!("not telegram");
+    };
     assert_eq!(t.api_url, "http://127.0.0.1:8081");
 }
 
@@ -312,4 +318,50 @@ fn the_shipped_example_checks_out() {
     let env = |name: &str| Some(format!("example-{name}"));
     let c = Config::parse(text, Path::new("."), &env).unwrap_or_else(|e| panic!("{e:#?}"));
     assert!(!c.channels.is_empty() && !c.routes.is_empty());
+}
+
+#[test]
+fn webhook_channels() {
+    let ok = "channels:\n  - name: audit\n    type: webhook\n    url: https://example.com/hook?key=${INGEST_TOKEN}\n    headers:\n      Authorization: Bearer ${INGEST_TOKEN}\n      X-Team: ops\n    send_resolved: false\n";
+    let cfg = parse(ok).expect("checks out");
+    let ChannelKind::Webhook(w) = &cfg.channels[0].kind else {
+        panic!("not a webhook: {:?}", cfg.channels[0].kind);
+    };
+    assert_eq!(w.url.expose_secret(), "https://example.com/hook?key=tok");
+    let headers: Vec<(&str, &str)> = w
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.expose_secret()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("authorization", "Bearer tok"), ("x-team", "ops")]
+    );
+    assert!(!cfg.channels[0].send_resolved);
+
+    errors(
+        "channels:\n  - name: a\n    type: webhook\n",
+        &[(2, "channels[0]", "`url` (or `url_file`) is required")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: webhook\n    url: ftp://example.com/x?key=secret\n",
+        &[(4, "channels[0].url", "must be an http:// or https:// URL")],
+    );
+    let errs = parse(
+        "channels:\n  - name: a\n    type: webhook\n    url: ftp://example.com/x?key=secret\n",
+    )
+    .expect_err("bad url");
+    assert!(
+        !errs[0].to_string().contains("secret"),
+        "the URL is not echoed"
+    );
+    errors(
+        "channels:\n  - name: a\n    type: webhook\n    url: http://x/\n    headers:\n      \"Bad Name\": x\n      Content-Type: text/plain\n      X-Ok: \"line\\nbreak\"\n    method: PUT\n",
+        &[
+            (6, "channels[0].headers.Bad Name", "not a valid HTTP header name"),
+            (7, "channels[0].headers.Content-Type", "set by alertrelay"),
+            (8, "channels[0].headers.X-Ok", "not a valid header value"),
+            (9, "channels[0].method", "unknown key"),
+        ],
+    );
 }

@@ -69,6 +69,12 @@ impl<'a> Map<'a> {
         }
     }
 
+    /// Takes every key, for mappings whose keys are data (header names).
+    pub fn take_all(&mut self) -> &'a [(String, Node)] {
+        self.used.iter_mut().for_each(|u| *u = true);
+        self.entries
+    }
+
     /// Reports every key nobody took.
     pub fn finish(self, w: &mut Walker) {
         for ((key, node), used) in self.entries.iter().zip(self.used) {

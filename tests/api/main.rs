@@ -2,9 +2,11 @@
 
 mod fake_telegram;
 mod helpers;
+mod webhook_sink;
 
 mod api;
 mod delivery;
 mod ingest;
 mod migrations;
 mod proxy;
+mod webhook;

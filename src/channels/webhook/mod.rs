@@ -1,0 +1,185 @@
+//! `type: webhook`: POSTs each notification as a documented, versioned JSON
+//! document to one URL (docs/WEBHOOK.md). Any 2xx is success.
+
+mod config;
+
+pub use config::WebhookConfig;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::alert::{AlertStatus, Labels};
+use crate::channels::{ChannelContext, DeliveryError};
+use crate::notification::AlertGroup;
+
+/// The `version` field of the body. A change that could break a receiver
+/// (a field removed, renamed or retyped) bumps it; new fields do not.
+pub const PAYLOAD_VERSION: &str = "1";
+
+/// The only destination of a webhook channel: the URL may hold a secret, so
+/// the outbox stores this name instead of it.
+const DESTINATION: &str = "url";
+
+/// A built webhook channel.
+pub(crate) struct WebhookChannel {
+    pub(super) http: reqwest::Client,
+    pub(super) name: String,
+    pub(super) url: SecretString,
+    pub(super) headers: Vec<(reqwest::header::HeaderName, SecretString)>,
+    pub(super) ctx: ChannelContext,
+}
+
+/// The body, version 1.
+#[derive(Debug, Serialize)]
+pub struct WebhookBody<'a> {
+    /// [`PAYLOAD_VERSION`].
+    pub version: &'static str,
+    /// The channel's name in the config.
+    pub channel: &'a str,
+    /// The state every listed alert entered: `firing` or `resolved`.
+    pub status: AlertStatus,
+    /// The alerts that changed, in the order received.
+    pub alerts: Vec<WebhookAlert<'a>>,
+    /// Labels every listed alert shares.
+    pub common_labels: BTreeMap<&'a str, &'a str>,
+    /// Other alerts of the same incoming group still firing (not listed).
+    pub others_firing: u32,
+}
+
+/// One alert of the body.
+#[derive(Debug, Serialize)]
+pub struct WebhookAlert<'a> {
+    /// The alert's id in alertrelay (Alertmanager's fingerprint).
+    pub fingerprint: &'a str,
+    /// `firing` or `resolved`.
+    pub status: AlertStatus,
+    /// Where it came from: `alertmanager`, `grafana`, `gcp`, `probe`.
+    pub source: &'a str,
+    pub labels: &'a Labels,
+    pub annotations: &'a Labels,
+    /// RFC 3339, UTC.
+    pub starts_at: DateTime<Utc>,
+    /// RFC 3339, UTC; null while firing.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// The source's own link (Prometheus graph, Grafana panel), if any.
+    pub generator_url: Option<&'a str>,
+    /// The alert in alertrelay (`public_url` + `/alerts/{fingerprint}`);
+    /// null without `public_url`.
+    pub url: Option<String>,
+}
+
+impl<'a> WebhookBody<'a> {
+    /// The body for one notification.
+    pub fn new(channel: &'a str, group: &'a AlertGroup, public_url: Option<&str>) -> Self {
+        let alerts: Vec<WebhookAlert<'a>> = group
+            .alerts
+            .iter()
+            .map(|a| WebhookAlert {
+                fingerprint: a.fingerprint.as_str(),
+                status: a.status,
+                source: a.source.as_str(),
+                labels: &a.labels,
+                annotations: &a.annotations,
+                starts_at: a.starts_at,
+                ends_at: a.ends_at,
+                generator_url: a.generator_url.as_deref(),
+                url: public_url.map(|base| format!("{base}/alerts/{}", a.fingerprint)),
+            })
+            .collect();
+        let mut common_labels: BTreeMap<&str, &str> = BTreeMap::new();
+        if let Some((first, rest)) = group.alerts.split_first() {
+            for (k, v) in &first.labels {
+                if rest.iter().all(|a| a.labels.get(k) == Some(v)) {
+                    common_labels.insert(k, v);
+                }
+            }
+        }
+        WebhookBody {
+            version: PAYLOAD_VERSION,
+            channel,
+            status: group.status,
+            alerts,
+            common_labels,
+            others_firing: group.others_firing,
+        }
+    }
+}
+
+impl WebhookChannel {
+    pub(crate) fn destinations(&self) -> Vec<String> {
+        vec![DESTINATION.to_string()]
+    }
+
+    pub(crate) async fn send(&self, group: &AlertGroup) -> Result<(), DeliveryError> {
+        let body = WebhookBody::new(&self.name, group, self.ctx.public_url.as_deref());
+        let mut req = self.http.post(self.url.expose_secret()).json(&body);
+        for (name, value) in &self.headers {
+            req = req.header(name, value.expose_secret());
+        }
+        let resp = req.send().await.map_err(|e| DeliveryError::Transient {
+            // Without the URL: it may carry a token.
+            reason: format!("webhook: {}", describe(&e.without_url())),
+            retry_after: None,
+            parts_done: 0,
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = resp.text().await.unwrap_or_default();
+        let excerpt: String = text.trim().chars().take(200).collect();
+        let reason = if excerpt.is_empty() {
+            format!("webhook: HTTP {}", status.as_u16())
+        } else {
+            format!("webhook: HTTP {}: {excerpt}", status.as_u16())
+        };
+        Err(match status.as_u16() {
+            // Timeout, conflict, too early, rate limit: the receiver asks to come back.
+            408 | 409 | 425 | 429 => DeliveryError::Transient {
+                reason,
+                retry_after,
+                parts_done: 0,
+            },
+            // The receiver refuses this request; sending it again will not help.
+            400..=499 => DeliveryError::Permanent {
+                reason,
+                parts_done: 0,
+            },
+            _ => DeliveryError::Transient {
+                reason,
+                retry_after,
+                parts_done: 0,
+            },
+        })
+    }
+
+    /// There is no cheap call that proves a webhook works without sending.
+    pub(crate) async fn healthcheck(&self) -> Result<String, DeliveryError> {
+        Ok("a webhook has no check call; send-test posts a sample".into())
+    }
+}
+
+/// A reqwest error in a few words.
+fn describe(e: &reqwest::Error) -> String {
+    let mut cur: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("cannot connect ({cur})")
+    } else {
+        cur.to_string()
+    }
+}
