@@ -278,23 +278,25 @@ fn one_request_receiver(status: &str, reply: &str) -> (u16, std::thread::JoinHan
 fn send_test_posts_a_sample_to_a_webhook_and_says_what_came_back() {
     let dir = tempfile::tempdir().expect("dir");
     let config = dir.path().join("alertrelay.yml");
-    let write_config = |port: u16| {
+    // send-test against a receiver answering `status` and `reply`: the
+    // command's output and the body the receiver got.
+    let send_test = |status: &str, reply: &str| {
+        let (port, receiver) = one_request_receiver(status, reply);
         std::fs::write(
             &config,
             format!("channels:\n  - name: audit\n    type: webhook\n    url: http://127.0.0.1:{port}/hook?key=k3y\n"),
         )
         .expect("config");
+        let out = bin()
+            .args(["send-test", "--channel", "audit", "-c"])
+            .arg(&config)
+            .output()
+            .expect("run");
+        (out, receiver.join().expect("receiver"))
     };
 
-    let (port, receiver) = one_request_receiver("204 No Content", "");
-    write_config(port);
-    let out = bin()
-        .args(["send-test", "--channel", "audit", "-c"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    let body: serde_json::Value =
-        serde_json::from_str(&receiver.join().expect("receiver")).expect("json body");
+    let (out, body) = send_test("204 No Content", "");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("json body");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -304,14 +306,7 @@ fn send_test_posts_a_sample_to_a_webhook_and_says_what_came_back() {
     assert_eq!(body["status"], "firing");
     assert_eq!(body["alerts"].as_array().map(Vec::len), Some(1));
 
-    let (port, receiver) = one_request_receiver("400 Bad Request", "no such team");
-    write_config(port);
-    let out = bin()
-        .args(["send-test", "--channel", "audit", "-c"])
-        .arg(&config)
-        .output()
-        .expect("run");
-    receiver.join().expect("receiver");
+    let (out, _) = send_test("400 Bad Request", "no such team");
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

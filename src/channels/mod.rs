@@ -282,6 +282,22 @@ impl Channel {
     }
 }
 
+/// A failed HTTP exchange in a few words, for `last_error` and logs. Pass
+/// the error `without_url()`: URLs of channels hold tokens.
+pub(crate) fn describe_http_error(e: &reqwest::Error) -> String {
+    let mut cause: &(dyn std::error::Error + 'static) = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        format!("cannot connect ({cause})")
+    } else {
+        cause.to_string()
+    }
+}
+
 /// Whether a YAML value is `false` (for keys accepted only when off).
 pub(crate) fn is_false(v: &Value) -> bool {
     matches!(v, Value::Bool(false))

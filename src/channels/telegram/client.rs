@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::channels::DeliveryError;
+use crate::channels::{describe_http_error, DeliveryError};
 
 /// A thin Bot API client. The token is part of every URL, so URLs are never
 /// logged and reqwest errors are stripped of them.
@@ -112,7 +112,10 @@ impl TelegramClient {
             .await
             .map_err(|e| {
                 SendError::Delivery(DeliveryError::Transient {
-                    reason: format!("telegram {method}: {}", describe(&e.without_url())),
+                    reason: format!(
+                        "telegram {method}: {}",
+                        describe_http_error(&e.without_url())
+                    ),
                     retry_after: None,
                     parts_done: 0,
                 })
@@ -166,23 +169,4 @@ impl TelegramClient {
         };
         Err(SendError::Delivery(err))
     }
-}
-
-/// A reqwest error in a few words, without the URL (it holds the token).
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        format!("cannot connect ({})", root_cause(e))
-    } else {
-        root_cause(e)
-    }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::alert::{AlertStatus, Labels};
-use crate::channels::{ChannelContext, DeliveryError};
+use crate::channels::{describe_http_error, ChannelContext, DeliveryError};
 use crate::notification::AlertGroup;
 
 /// The `version` field of the body. A change that could break a receiver
@@ -122,7 +122,7 @@ impl WebhookChannel {
         }
         let resp = req.send().await.map_err(|e| DeliveryError::Transient {
             // Without the URL: it may carry a token.
-            reason: format!("webhook: {}", describe(&e.without_url())),
+            reason: format!("webhook: {}", describe_http_error(&e.without_url())),
             retry_after: None,
             parts_done: 0,
         })?;
@@ -166,20 +166,5 @@ impl WebhookChannel {
     /// There is no cheap call that proves a webhook works without sending.
     pub(crate) async fn healthcheck(&self) -> Result<String, DeliveryError> {
         Ok("a webhook has no check call; send-test posts a sample".into())
-    }
-}
-
-/// A reqwest error in a few words.
-fn describe(e: &reqwest::Error) -> String {
-    let mut cur: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        format!("cannot connect ({cur})")
-    } else {
-        cur.to_string()
     }
 }
