@@ -229,6 +229,23 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
+    /// A failure worth retrying, before any part was accepted.
+    pub fn transient(reason: String, retry_after: Option<Duration>) -> Self {
+        DeliveryError::Transient {
+            reason,
+            retry_after,
+            parts_done: 0,
+        }
+    }
+
+    /// A failure retrying cannot help, before any part was accepted.
+    pub fn permanent(reason: String) -> Self {
+        DeliveryError::Permanent {
+            reason,
+            parts_done: 0,
+        }
+    }
+
     /// Parts already accepted before the failure.
     pub fn parts_done(&self) -> u32 {
         match self {
@@ -296,6 +313,15 @@ pub(crate) fn describe_http_error(e: &reqwest::Error) -> String {
     } else {
         cause.to_string()
     }
+}
+
+/// An HTTP `Retry-After` given in seconds (the form the platforms use).
+pub(crate) fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// Whether a YAML value is `false` (for keys accepted only when off).

@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::channels::{describe_http_error, DeliveryError};
+use crate::channels::{describe_http_error, retry_after_header, DeliveryError};
 
 /// A thin Bot API client. The token is part of every URL, so URLs are never
 /// logged and reqwest errors are stripped of them.
@@ -92,10 +92,7 @@ impl TelegramClient {
                 .map(|u| format!("@{u}"))
                 .unwrap_or_else(|| "bot".into())),
             Err(SendError::Delivery(e)) => Err(e),
-            Err(SendError::BadMarkup(r)) => Err(DeliveryError::Permanent {
-                reason: r,
-                parts_done: 0,
-            }),
+            Err(SendError::BadMarkup(r)) => Err(DeliveryError::permanent(r)),
         }
     }
 
@@ -111,21 +108,16 @@ impl TelegramClient {
             .send()
             .await
             .map_err(|e| {
-                SendError::Delivery(DeliveryError::Transient {
-                    reason: format!(
+                SendError::Delivery(DeliveryError::transient(
+                    format!(
                         "telegram {method}: {}",
                         describe_http_error(&e.without_url())
                     ),
-                    retry_after: None,
-                    parts_done: 0,
-                })
+                    None,
+                ))
             })?;
         let status = resp.status();
-        let header_retry = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let header_retry = retry_after_header(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         let parsed: Option<ApiResponse> = serde_json::from_str(&text).ok();
         if status.is_success() {
@@ -144,28 +136,17 @@ impl TelegramClient {
             .as_ref()
             .and_then(|r| r.parameters.as_ref())
             .and_then(|p| p.retry_after)
-            .or(header_retry)
-            .map(Duration::from_secs);
+            .map(Duration::from_secs)
+            .or(header_retry);
         let err = match status.as_u16() {
-            429 => DeliveryError::Transient {
-                reason,
-                retry_after: retry_after.or(Some(Duration::from_secs(1))),
-                parts_done: 0,
-            },
+            429 => DeliveryError::transient(reason, retry_after.or(Some(Duration::from_secs(1)))),
             400 if description.contains("can't parse entities") => {
                 return Err(SendError::BadMarkup(reason))
             }
             // A group upgraded to a supergroup answers 400 with migrate_to_chat_id;
             // bad token 401, bot kicked 403, unknown chat 400/404: config fixes these, retries do not.
-            400..=499 => DeliveryError::Permanent {
-                reason,
-                parts_done: 0,
-            },
-            _ => DeliveryError::Transient {
-                reason,
-                retry_after,
-                parts_done: 0,
-            },
+            400..=499 => DeliveryError::permanent(reason),
+            _ => DeliveryError::transient(reason, retry_after),
         };
         Err(SendError::Delivery(err))
     }

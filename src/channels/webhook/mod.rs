@@ -6,14 +6,13 @@ mod config;
 pub use config::WebhookConfig;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::alert::{AlertStatus, Labels};
-use crate::channels::{describe_http_error, ChannelContext, DeliveryError};
+use crate::channels::{describe_http_error, retry_after_header, ChannelContext, DeliveryError};
 use crate::notification::AlertGroup;
 
 /// The `version` field of the body. A change that could break a receiver
@@ -120,22 +119,18 @@ impl WebhookChannel {
         for (name, value) in &self.headers {
             req = req.header(name, value.expose_secret());
         }
-        let resp = req.send().await.map_err(|e| DeliveryError::Transient {
+        let resp = req.send().await.map_err(|e| {
             // Without the URL: it may carry a token.
-            reason: format!("webhook: {}", describe_http_error(&e.without_url())),
-            retry_after: None,
-            parts_done: 0,
+            DeliveryError::transient(
+                format!("webhook: {}", describe_http_error(&e.without_url())),
+                None,
+            )
         })?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
         }
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after_header(resp.headers());
         let text = resp.text().await.unwrap_or_default();
         let excerpt: String = text.trim().chars().take(200).collect();
         let reason = if excerpt.is_empty() {
@@ -145,21 +140,10 @@ impl WebhookChannel {
         };
         Err(match status.as_u16() {
             // Timeout, conflict, too early, rate limit: the receiver asks to come back.
-            408 | 409 | 425 | 429 => DeliveryError::Transient {
-                reason,
-                retry_after,
-                parts_done: 0,
-            },
+            408 | 409 | 425 | 429 => DeliveryError::transient(reason, retry_after),
             // The receiver refuses this request; sending it again will not help.
-            400..=499 => DeliveryError::Permanent {
-                reason,
-                parts_done: 0,
-            },
-            _ => DeliveryError::Transient {
-                reason,
-                retry_after,
-                parts_done: 0,
-            },
+            400..=499 => DeliveryError::permanent(reason),
+            _ => DeliveryError::transient(reason, retry_after),
         })
     }
 
