@@ -1,6 +1,6 @@
-//! The command line: `serve`, `check-config`, `hash-password`, `send-test`.
+//! The command line: `serve`, `check-config`, `hash-password`, `send-test`, `render`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +11,7 @@ use crate::alert::{AlertStatus, Fingerprint, IncomingAlert, Labels, Source};
 use crate::channels::ChannelContext;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::contacts::ContactBook;
 use crate::notification::AlertGroup;
 use crate::startup::Application;
 
@@ -46,6 +47,18 @@ enum Command {
     },
     /// Read a password on stdin and print an argon2id hash for `ui.users`.
     HashPassword,
+    /// Print what a channel would send for a sample alert (nothing is sent).
+    Render {
+        /// Channel name from the config.
+        #[arg(long)]
+        channel: String,
+        /// Which sample: a firing or a resolved alert.
+        #[arg(long, value_enum, default_value = "firing")]
+        sample: Sample,
+        /// Config file (YAML).
+        #[arg(short = 'c', long = "config")]
+        config: Option<PathBuf>,
+    },
     /// Send a sample firing alert through one channel.
     SendTest {
         /// Channel name from the config.
@@ -55,6 +68,13 @@ enum Command {
         #[arg(short = 'c', long = "config")]
         config: Option<PathBuf>,
     },
+}
+
+/// The sample notifications of `render`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Sample {
+    Firing,
+    Resolved,
 }
 
 /// Parses arguments and runs the command.
@@ -80,6 +100,11 @@ pub fn main() -> ExitCode {
             log,
         } => run_async(serve(config, host, port, log)),
         Command::SendTest { channel, config } => run_async(send_test(channel, config)),
+        Command::Render {
+            channel,
+            sample,
+            config,
+        } => run_async(render(channel, sample, config)),
     }
 }
 
@@ -217,9 +242,10 @@ pub fn sample_alert(clock: &Clock) -> IncomingAlert {
     }
 }
 
-async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<()> {
-    let cfg = load(config.as_ref())?;
-    let Some(cc) = cfg.channel(&channel) else {
+/// Builds one configured channel as `serve` would, with the config's
+/// contacts (the stored book may hold more; `serve` reads that one).
+fn build_channel(cfg: &Config, channel: &str) -> anyhow::Result<crate::channels::Channel> {
+    let Some(cc) = cfg.channel(channel) else {
         let names: Vec<&str> = cfg.channels.iter().map(|c| c.name.as_str()).collect();
         anyhow::bail!(
             "no channel named {channel:?} (configured: {})",
@@ -234,8 +260,34 @@ async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<(
         timezone: cfg.timezone,
         public_url: cfg.public_url.clone(),
         timeout: cfg.delivery.timeout,
+        contacts: ContactBook::new(cfg.contacts.clone()),
     };
-    let ch = cc.build(&ctx)?;
+    Ok(cc.build(&ctx)?)
+}
+
+async fn render(channel: String, sample: Sample, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = load(config.as_ref())?;
+    let ch = build_channel(&cfg, &channel)?;
+    let status = match sample {
+        Sample::Firing => AlertStatus::Firing,
+        Sample::Resolved => AlertStatus::Resolved,
+    };
+    let group = crate::template::sample_group(status, Clock::system().now());
+    let text = ch
+        .preview(&group)
+        .map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;
+    // Written, not println!: `render | head` closes the pipe early, which
+    // is no error of ours.
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let cfg = load(config.as_ref())?;
+    let ch = build_channel(&cfg, &channel)?;
     let group = AlertGroup {
         status: AlertStatus::Firing,
         alerts: vec![sample_alert(&Clock::system())],

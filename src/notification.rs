@@ -18,3 +18,165 @@ pub struct AlertGroup {
     #[serde(default)]
     pub others_firing: u32,
 }
+
+/// What piled up for one destination while its platform's limit held it
+/// back, folded into one message: each alert once, in its latest state,
+/// resolved first, then critical, then the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacklogSummary {
+    /// The alerts, in the order to show.
+    pub alerts: Vec<IncomingAlert>,
+    /// How many notifications were folded.
+    pub folded: usize,
+}
+
+impl BacklogSummary {
+    /// Folds notifications (in queue order) into one summary.
+    pub fn fold<'a>(groups: impl IntoIterator<Item = &'a AlertGroup>) -> Self {
+        let mut latest: Vec<IncomingAlert> = Vec::new();
+        let mut folded = 0;
+        for g in groups {
+            folded += 1;
+            for a in &g.alerts {
+                match latest.iter_mut().find(|x| x.fingerprint == a.fingerprint) {
+                    Some(x) => *x = a.clone(),
+                    None => latest.push(a.clone()),
+                }
+            }
+        }
+        // Stable: queue order within each rank.
+        latest.sort_by_key(
+            |a| match (a.status, a.labels.get("severity").map(String::as_str)) {
+                (AlertStatus::Resolved, _) => 0,
+                (AlertStatus::Firing, Some("critical")) => 1,
+                _ => 2,
+            },
+        );
+        BacklogSummary {
+            alerts: latest,
+            folded,
+        }
+    }
+
+    /// Alerts now firing.
+    pub fn firing(&self) -> usize {
+        self.alerts
+            .iter()
+            .filter(|a| a.status == AlertStatus::Firing)
+            .count()
+    }
+
+    /// Alerts now resolved.
+    pub fn resolved(&self) -> usize {
+        self.alerts.len() - self.firing()
+    }
+
+    /// `37 more alerts`.
+    pub fn count_text(&self) -> String {
+        let n = self.alerts.len();
+        format!("{n} more alert{}", if n == 1 { "" } else { "s" })
+    }
+
+    /// `32 firing, 5 resolved`.
+    pub fn split_text(&self) -> String {
+        format!("{} firing, {} resolved", self.firing(), self.resolved())
+    }
+
+    /// `37 more alerts: 32 firing, 5 resolved`.
+    pub fn headline(&self) -> String {
+        format!("{}: {}", self.count_text(), self.split_text())
+    }
+
+    /// One line per alert (`🔥 DiskFull · critical · db1:9100`), at most
+    /// `max`, then `… and N more`.
+    pub fn lines(&self, max: usize) -> Vec<SummaryLine> {
+        self.alerts
+            .iter()
+            .take(max)
+            .map(|a| SummaryLine {
+                icon: if a.status == AlertStatus::Firing {
+                    "🔥"
+                } else {
+                    "✅"
+                },
+                name: a
+                    .labels
+                    .get("alertname")
+                    .cloned()
+                    .unwrap_or_else(|| "(no alertname)".into()),
+                severity: a.labels.get("severity").cloned(),
+                instance: a.labels.get("instance").cloned(),
+            })
+            .collect()
+    }
+}
+
+/// One alert of a summary, for each channel to mark up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SummaryLine {
+    pub icon: &'static str,
+    pub name: String,
+    pub severity: Option<String>,
+    pub instance: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{Fingerprint, Labels, Source};
+
+    fn alert(name: &str, severity: &str, status: AlertStatus) -> IncomingAlert {
+        let labels: Labels = [("alertname", name), ("severity", severity)]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        IncomingAlert {
+            fingerprint: Fingerprint::from_labels(&labels),
+            status,
+            labels,
+            annotations: Labels::new(),
+            starts_at: chrono::DateTime::UNIX_EPOCH,
+            ends_at: None,
+            generator_url: None,
+            source: Source::Alertmanager,
+        }
+    }
+
+    fn group(alerts: Vec<IncomingAlert>) -> AlertGroup {
+        AlertGroup {
+            status: alerts[0].status,
+            alerts,
+            others_firing: 0,
+        }
+    }
+
+    #[test]
+    fn fold_keeps_each_alert_once_in_its_latest_state_resolved_then_critical_first() {
+        let groups = [
+            group(vec![alert("Warn1", "warning", AlertStatus::Firing)]),
+            group(vec![alert("Disk", "critical", AlertStatus::Firing)]),
+            group(vec![alert("Warn2", "warning", AlertStatus::Firing)]),
+            group(vec![alert("Crit", "critical", AlertStatus::Firing)]),
+            group(vec![alert("Disk", "critical", AlertStatus::Resolved)]),
+        ];
+        let s = BacklogSummary::fold(groups.iter());
+        assert_eq!(s.folded, 5);
+        let order: Vec<(&str, AlertStatus)> = s
+            .alerts
+            .iter()
+            .map(|a| (a.labels["alertname"].as_str(), a.status))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("Disk", AlertStatus::Resolved),
+                ("Crit", AlertStatus::Firing),
+                ("Warn1", AlertStatus::Firing),
+                ("Warn2", AlertStatus::Firing),
+            ]
+        );
+        assert_eq!(s.headline(), "4 more alerts: 3 firing, 1 resolved");
+        assert_eq!(s.lines(2).len(), 2);
+        assert_eq!(s.lines(10)[0].icon, "✅");
+    }
+}

@@ -16,6 +16,7 @@ use crate::auth::Access;
 use crate::channels::{Channel, ChannelContext};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::contacts::ContactBook;
 use crate::deliver::{ChannelTarget, Outbox, OutboxSignal, Planner};
 use crate::ingest::{self, IngestState};
 use crate::route::Router;
@@ -48,18 +49,29 @@ impl Application {
             let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
             anyhow::bail!("{}", text.join("\n"));
         }
+        let store = store::open(&config.storage)
+            .await
+            .with_context(|| format!("cannot open storage {}", config.storage.redacted()))?;
+        store
+            .upsert_contacts(&config.contacts, clock.now())
+            .await
+            .context("cannot store the config's contacts")?;
+        let contacts = ContactBook::new(
+            store
+                .list_contacts()
+                .await
+                .context("cannot read the contact book")?,
+        );
         let ctx = ChannelContext {
             timezone: config.timezone,
             public_url: config.public_url.clone(),
             timeout: config.delivery.timeout,
+            contacts,
         };
         let mut channels = Vec::new();
         for c in &config.channels {
             channels.push(Arc::new(c.build(&ctx)?));
         }
-        let store = store::open(&config.storage)
-            .await
-            .with_context(|| format!("cannot open storage {}", config.storage.redacted()))?;
         let metrics = Arc::new(Metrics::new());
         let names: Vec<String> = channels.iter().map(|c| c.name().to_string()).collect();
         let signal = OutboxSignal::new(&names);

@@ -191,6 +191,17 @@ impl Metrics {
             .inc();
     }
 
+    /// Notifications folded into one backlog summary (each also counts as
+    /// sent or failed with the summary's outcome).
+    pub fn notifications_folded(&self, channel: &str, n: usize) {
+        self.notifications
+            .get_or_create(&OutcomeLabels {
+                channel: channel.into(),
+                outcome: "folded".into(),
+            })
+            .inc_by(n as u64);
+    }
+
     /// Sets the outbox gauges from a fresh count (at scrape time). Channels
     /// with nothing pending read 0 rather than vanishing.
     pub fn set_outbox(&self, channels: &[String], counts: &[crate::store::OutboxCount]) {

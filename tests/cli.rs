@@ -20,6 +20,12 @@ fn check_config_accepts_the_example_with_a_summary() {
         .env("API_TOKEN", "a")
         .env("TELEGRAM_BOT_TOKEN", "1:t")
         .env("AUDIT_HOOK_KEY", "k")
+        .env("SMTP_PASSWORD", "p")
+        .env("WECOM_KEY", "w")
+        .env(
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T/B/X",
+        )
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -35,6 +41,9 @@ fn check_config_accepts_the_example_with_a_summary() {
     );
     assert!(stdout.contains("oncall (telegram)"), "{stdout}");
     assert!(stdout.contains("audit (webhook)"), "{stdout}");
+    assert!(stdout.contains("dba-mail (email)"), "{stdout}");
+    assert!(stdout.contains("ops-wecom (wecom)"), "{stdout}");
+    assert!(stdout.contains("uptime-slack (slack)"), "{stdout}");
 }
 
 #[test]
@@ -314,4 +323,85 @@ fn send_test_posts_a_sample_to_a_webhook_and_says_what_came_back() {
         "{stdout}"
     );
     assert!(!stdout.contains("k3y") && !String::from_utf8_lossy(&out.stderr).contains("k3y"));
+}
+
+#[test]
+fn render_prints_each_channel_message_and_a_custom_template() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        dir.path().join("short.j2"),
+        "{{ status | upper }} {{ alerts[0].alertname }} lasted {{ alerts[0].duration }}",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("broken.j2"), "{% if %}").expect("write");
+    let cfg = dir.path().join("c.yml");
+    std::fs::write(
+        &cfg,
+        "timezone: Asia/Shanghai\nchannels:\n  - { name: robot, type: wecom, webhook_url: \"https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k\" }\n  - { name: mine, type: wecom, webhook_url: \"http://x/\", template: short.j2 }\n  - { name: mail, type: email, smtp: \"smtp://127.0.0.1:25\", from: a@example.com, to: [b@example.com] }\n",
+    )
+    .expect("write");
+    let run = |args: &[&str]| {
+        let out = bin().args(args).output().expect("run");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let cfg_s = cfg.to_str().expect("utf-8 path");
+    let (code, out, err) = run(&[
+        "render",
+        "-c",
+        cfg_s,
+        "--channel",
+        "robot",
+        "--sample",
+        "resolved",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.starts_with("<font color=\"info\">**✅ RESOLVED**</font>"),
+        "{out}"
+    );
+    assert!(
+        out.contains("CST → ") && out.contains("lasted 47m"),
+        "{out}"
+    );
+    let (code, out, _) = run(&[
+        "render",
+        "-c",
+        cfg_s,
+        "--channel",
+        "mine",
+        "--sample",
+        "resolved",
+    ]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.trim(), "RESOLVED DiskFull lasted 47m");
+    let (code, out, _) = run(&["render", "-c", cfg_s, "--channel", "mail"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.starts_with("To: b@example.com\nSubject: [FIRING] critical DiskFull on db1:9100\n"),
+        "{out}"
+    );
+    assert!(out.contains("--- text/html ---\n<!DOCTYPE html>"), "{out}");
+    let (code, _, err) = run(&["render", "-c", cfg_s, "--channel", "nope"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("no channel named \"nope\" (configured: robot, mine, mail)"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &cfg,
+        "channels:\n  - { name: mine, type: wecom, webhook_url: \"http://x/\", template: broken.j2 }\n",
+    )
+    .expect("write");
+    let (code, _, err) = run(&["check-config", cfg_s]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("channels[0].template: template does not parse"),
+        "{err}"
+    );
+    assert!(err.contains("broken.j2:1"), "{err}");
 }

@@ -160,6 +160,7 @@ fn write_config(dir: &Path, port: u16, storage: &str, fake: &FakeTelegram, deliv
          channels:\n\
          \x20 - name: oncall\n\
          \x20   type: telegram\n\
+         \x20   pacing: false\n\
          \x20   bot_token: \"{token}\"\n\
          \x20   api_url: {api}\n\
          \x20   chat_ids: [{CHAT}]\n",

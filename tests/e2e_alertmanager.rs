@@ -25,8 +25,19 @@
 //! in the webhook; resolved ones the `endsAt` that was posted.
 
 mod common;
+#[allow(dead_code)]
+#[path = "api/fake_slack.rs"]
+mod fake_slack;
 #[path = "api/fake_telegram.rs"]
 mod fake_telegram;
+#[allow(dead_code)]
+#[path = "api/fake_wecom.rs"]
+mod fake_wecom;
+#[path = "api/smtp_server.rs"]
+mod smtp_server;
+#[allow(dead_code)]
+#[path = "api/webhook_sink.rs"]
+mod webhook_sink;
 
 use std::fs::File;
 use std::io::Write as _;
@@ -191,33 +202,46 @@ fn alertmanager_binary() -> Option<PathBuf> {
 }
 
 fn start_alertrelay(dir: &Path, fake: &FakeTelegram) -> (Proc, String) {
+    let channels = format!(
+        "channels:\n\
+         \x20 - name: oncall\n\
+         \x20   type: telegram\n\
+         \x20   bot_token: \"{token}\"\n\
+         \x20   api_url: {api}\n\
+         \x20   chat_ids: [{CHAT}]\n",
+        token = fake.token(),
+        api = fake.api_url(),
+    );
+    start_alertrelay_with(dir, &channels, &[])
+}
+
+/// alertrelay with `rest` of the config (channels, contacts, ...) and extra
+/// environment variables.
+fn start_alertrelay_with(dir: &Path, rest: &str, env: &[(&str, &str)]) -> (Proc, String) {
     let port = free_port();
     let config = dir.join("alertrelay.yml");
     let yaml = format!(
         "listen: 127.0.0.1:{port}\n\
          storage: sqlite://{db}\n\
          delivery: {{ max_attempts: 10, retry_initial: 100ms, retry_max: 1s, timeout: 5s }}\n\
-         channels:\n\
-         \x20 - name: oncall\n\
-         \x20   type: telegram\n\
-         \x20   bot_token: \"{token}\"\n\
-         \x20   api_url: {api}\n\
-         \x20   chat_ids: [{CHAT}]\n",
+         {rest}",
         db = dir.join("alertrelay.db").display(),
-        token = fake.token(),
-        api = fake.api_url(),
     );
     std::fs::write(&config, yaml).expect("write the alertrelay config");
     let log = dir.join("alertrelay.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_alertrelay"));
+    cmd.arg("serve")
+        .arg("-c")
+        .arg(&config)
+        .arg("-l")
+        .arg(&log)
+        .env("RUST_LOG", "info,alertrelay=debug,sqlx=warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     let proc = Proc::spawn(
         "alertrelay",
-        Command::new(env!("CARGO_BIN_EXE_alertrelay"))
-            .arg("serve")
-            .arg("-c")
-            .arg(&config)
-            .arg("-l")
-            .arg(&log)
-            .env("RUST_LOG", "info,alertrelay=debug,sqlx=warn"),
+        &mut cmd,
         dir.join("alertrelay.stderr"),
         vec![log],
     );
@@ -648,4 +672,133 @@ async fn real_alertmanager_notifies_once_per_change() {
     );
     drop(am_proc);
     drop(relay_proc);
+}
+
+/// The channels of issue 4 end to end: one real Alertmanager, one alert,
+/// its firing and its resolve reach a real SMTP server (STARTTLS, AUTH,
+/// recipients from the contact book), a WeCom robot, a Slack webhook and a
+/// webhook receiver — each exactly once per change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_alertmanager_reaches_mail_wecom_slack_and_a_webhook() {
+    let Some(am_bin) = alertmanager_binary() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("http client");
+    let smtp = smtp_server::SmtpServer::start(
+        smtp_server::SmtpMode::RequireStartTls,
+        Some(("relay", "pw")),
+    );
+    let robot = fake_wecom::FakeWecom::start("e2e-key").await;
+    let slack = fake_slack::FakeSlack::start().await;
+    let sink = webhook_sink::WebhookSink::start().await;
+    let rest = format!(
+        "timezone: Asia/Shanghai\n\
+         channels:\n\
+         \x20 - {{ name: dba-mail, type: email, smtp: \"smtp://relay:pw@127.0.0.1:{smtp_port}\", starttls: required, from: \"Alerts <alerts@example.com>\", to_group: \"{{{{ labels.team }}}}\" }}\n\
+         \x20 - {{ name: ops-wecom, type: wecom, webhook_url: \"{wecom}\" }}\n\
+         \x20 - {{ name: uptime-slack, type: slack, webhook_url: \"{slack}\" }}\n\
+         \x20 - {{ name: audit, type: webhook, url: \"{hook}\" }}\n\
+         contacts:\n\
+         \x20 - {{ name: Li Wei, email: li@example.com, groups: [dba] }}\n",
+        smtp_port = smtp.port,
+        wecom = robot.webhook_url(),
+        slack = slack.webhook_url(),
+        hook = sink.url(),
+    );
+    let ca = smtp_server::ca_file();
+    let ca = ca.to_str().expect("utf-8 path");
+    let (mut relay_proc, relay) =
+        start_alertrelay_with(dir.path(), &rest, &[("SSL_CERT_FILE", ca)]);
+    wait_ready(
+        &http,
+        &mut relay_proc,
+        &format!("{relay}/readyz"),
+        Duration::from_secs(30),
+    )
+    .await;
+    let (mut am_proc, am) = start_alertmanager(&am_bin, dir.path(), &relay);
+    wait_ready(
+        &http,
+        &mut am_proc,
+        &format!("{am}/-/ready"),
+        Duration::from_secs(30),
+    )
+    .await;
+
+    let start = now();
+    let mut disk = am_alert(
+        "DiskFull",
+        "db1:9100",
+        &rfc3339(start),
+        &rfc3339(start + chrono::Duration::minutes(5)),
+    );
+    disk["labels"]["team"] = json!("dba");
+    post_alerts(&http, &am, std::slice::from_ref(&disk)).await;
+
+    let wait = Duration::from_secs(20);
+    let mail = smtp.wait_for(1, wait).await;
+    let wecom = robot.wait_for(1, wait).await;
+    let posts = slack.wait_for(1, wait).await;
+    let hooks = sink.wait_for(1, wait).await;
+    assert!(mail[0].tls && mail[0].auth_user.as_deref() == Some("relay"));
+    assert_eq!(mail[0].rcpt_tos, ["li@example.com"]);
+    assert!(
+        mail[0]
+            .data
+            .contains("Subject: [FIRING] critical DiskFull on db1:9100"),
+        "{}",
+        mail[0].data
+    );
+    assert!(
+        wecom[0].contains("FIRING") && wecom[0].contains("**DiskFull**"),
+        "{}",
+        wecom[0]
+    );
+    assert_eq!(posts[0].body["text"], "🔥 FIRING: DiskFull on db1:9100");
+    assert_eq!(hooks[0].body["status"], "firing");
+    assert_eq!(hooks[0].body["alerts"][0]["labels"]["team"], "dba");
+
+    // Resolved (as Prometheus does: endsAt now), once everywhere.
+    let mut resolved = disk.clone();
+    resolved["endsAt"] = json!(rfc3339(now()));
+    post_alerts(&http, &am, &[resolved]).await;
+    let mail = smtp.wait_for(2, wait).await;
+    let wecom = robot.wait_for(2, wait).await;
+    let posts = slack.wait_for(2, wait).await;
+    let hooks = sink.wait_for(2, wait).await;
+    assert!(
+        mail[1]
+            .data
+            .contains("Subject: [RESOLVED] critical DiskFull on db1:9100"),
+        "{}",
+        mail[1].data
+    );
+    assert!(
+        wecom[1].contains("RESOLVED") && wecom[1].contains("lasted"),
+        "{}",
+        wecom[1]
+    );
+    assert!(posts[1].body["text"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("✅ RESOLVED"));
+    assert_eq!(posts[1].body["attachments"][0]["color"], "#2e7d32");
+    assert_eq!(hooks[1].body["status"], "resolved");
+    // Nothing more arrives: one message per change per channel.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        (
+            smtp.received().len(),
+            robot.accepted().len(),
+            slack.accepted().len(),
+            sink.received().len()
+        ),
+        (2, 2, 2, 2)
+    );
+    relay_proc.assert_running();
+    am_proc.assert_running();
 }

@@ -6,17 +6,24 @@
 //! and the outbox (`deliver/`) decides what to do. Adding a channel type
 //! touches its own folder and one arm of [`ChannelKind`] and [`Channel`].
 
+pub mod email;
+pub mod slack;
 pub mod telegram;
 pub mod webhook;
+pub mod wecom;
 
 use std::time::Duration;
 
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::alert::AlertStatus;
 use crate::config::yaml::{Node, Value};
 use crate::config::Walker;
-use crate::notification::AlertGroup;
+use crate::contacts::ContactBook;
+use crate::deliver::pacing::{PaceRule, Pacer};
+use crate::notification::{AlertGroup, BacklogSummary};
+use crate::template::MessageTemplate;
 
 /// What every channel needs from the rest of the config to render and send.
 #[derive(Debug, Clone)]
@@ -25,8 +32,21 @@ pub struct ChannelContext {
     pub timezone: Tz,
     /// Base URL for links back to alertrelay.
     pub public_url: Option<String>,
-    /// Upper bound on one HTTP exchange with the platform.
+    /// Upper bound on one exchange with the platform (HTTP request, SMTP command).
     pub timeout: Duration,
+    /// People and groups, for `to_group`.
+    pub contacts: ContactBook,
+}
+
+impl ChannelContext {
+    /// What a template of channel `name` sees for `group`.
+    pub fn message_context(
+        &self,
+        group: &AlertGroup,
+        name: &str,
+    ) -> crate::template::MessageContext {
+        crate::template::MessageContext::new(group, name, self.timezone, self.public_url.as_deref())
+    }
 }
 
 /// Settings every channel shares, plus its type-specific part.
@@ -38,6 +58,11 @@ pub struct ChannelConfig {
     pub send_resolved: bool,
     /// Optional proxy for the channel's HTTP traffic (http, https, socks5).
     pub proxy_url: Option<SecretString>,
+    /// The operator's `template: FILE`, compiled.
+    pub template: Option<MessageTemplate>,
+    /// Whether alertrelay keeps to the platform's limits and folds backlogs
+    /// into summaries (default true; off for a local Bot API server).
+    pub pacing: bool,
     /// Type-specific settings.
     pub kind: ChannelKind,
 }
@@ -47,19 +72,25 @@ pub struct ChannelConfig {
 pub enum ChannelKind {
     /// Telegram Bot API.
     Telegram(telegram::TelegramConfig),
+    /// SMTP mail.
+    Email(email::EmailConfig),
     /// A JSON POST to one URL.
     Webhook(webhook::WebhookConfig),
+    /// A WeChat Work group robot.
+    Wecom(wecom::WecomConfig),
+    /// A Slack incoming webhook.
+    Slack(slack::SlackConfig),
 }
-
-/// Channel types of the product contract not built yet.
-const NOT_YET_TYPES: &[&str] = &["email", "wecom", "slack"];
 
 impl ChannelConfig {
     /// The type name as written in the config.
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
             ChannelKind::Telegram(_) => "telegram",
+            ChannelKind::Email(_) => "email",
             ChannelKind::Webhook(_) => "webhook",
+            ChannelKind::Wecom(_) => "wecom",
+            ChannelKind::Slack(_) => "slack",
         }
     }
 
@@ -115,25 +146,34 @@ impl ChannelConfig {
             }
             None => None,
         };
-        m.not_supported_yet(w, "template");
+        let pacing = match m.take("pacing") {
+            Some(b) => w.bool(b, &m.path_of("pacing")).unwrap_or(true),
+            None => true,
+        };
+        let template = match m.take("template") {
+            Some(t) => read_template(w, t, &m.path_of("template")),
+            None => None,
+        };
         let kind = match type_name.as_deref() {
             Some("telegram") => {
                 telegram::TelegramConfig::from_yaml(w, &mut m).map(ChannelKind::Telegram)
             }
+            Some("email") => {
+                if let Some(p) = m.take("proxy_url") {
+                    w.error(
+                        p.line,
+                        &m.path_of("proxy_url"),
+                        "applies to HTTP channels; email connects to its SMTP server directly"
+                            .into(),
+                    );
+                }
+                email::EmailConfig::from_yaml(w, &mut m).map(ChannelKind::Email)
+            }
             Some("webhook") => {
                 webhook::WebhookConfig::from_yaml(w, &mut m).map(ChannelKind::Webhook)
             }
-            Some(t) if NOT_YET_TYPES.contains(&t) => {
-                if let Some(tn) = type_node {
-                    w.error(
-                        tn.line,
-                        &m.path_of("type"),
-                        format!("channel type `{t}` is not supported yet"),
-                    );
-                }
-                // Its keys are not reported as unknown: the type is the problem.
-                return None;
-            }
+            Some("wecom") => wecom::WecomConfig::from_yaml(w, &mut m).map(ChannelKind::Wecom),
+            Some("slack") => slack::SlackConfig::from_yaml(w, &mut m).map(ChannelKind::Slack),
             Some(t) => {
                 if let Some(tn) = type_node {
                     w.error(
@@ -153,6 +193,8 @@ impl ChannelConfig {
             name: name?,
             send_resolved,
             proxy_url,
+            template,
+            pacing,
             kind: kind?,
         })
     }
@@ -177,14 +219,58 @@ impl ChannelConfig {
             .build()
             .map_err(|e| BuildError(format!("channel {}: HTTP client: {e}", self.name)))?;
         let inner = match &self.kind {
-            ChannelKind::Telegram(c) => ChannelImpl::Telegram(c.build(http, ctx.clone())),
-            ChannelKind::Webhook(c) => ChannelImpl::Webhook(c.build(&self.name, http, ctx.clone())),
+            ChannelKind::Telegram(c) => {
+                ChannelImpl::Telegram(c.build(&self.name, http, self.template.clone(), ctx.clone()))
+            }
+            ChannelKind::Email(c) => {
+                ChannelImpl::Email(c.build(&self.name, self.template.clone(), ctx.clone())?)
+            }
+            ChannelKind::Webhook(c) => {
+                ChannelImpl::Webhook(c.build(&self.name, http, self.template.clone(), ctx.clone()))
+            }
+            ChannelKind::Wecom(c) => {
+                ChannelImpl::Wecom(c.build(&self.name, http, self.template.clone(), ctx.clone()))
+            }
+            ChannelKind::Slack(c) => {
+                ChannelImpl::Slack(c.build(&self.name, http, self.template.clone(), ctx.clone()))
+            }
+        };
+        let rules = if self.pacing {
+            self.platform_limits()
+        } else {
+            Vec::new()
         };
         Ok(Channel {
             name: self.name.clone(),
             send_resolved: self.send_resolved,
+            pacer: Pacer::new(&rules),
             inner,
         })
+    }
+
+    /// The platform's published limits, kept per destination.
+    pub fn platform_limits(&self) -> Vec<PaceRule> {
+        let second = Duration::from_secs(1);
+        // Twenty a minute in every minute: a burst of 5, then one every 4 s.
+        let twenty_a_minute = (5, Duration::from_secs(4));
+        match self.kind {
+            // About one message a second per chat; twenty a minute per
+            // group or channel (negative ids, @channelname).
+            ChannelKind::Telegram(_) => vec![
+                PaceRule::every(1, second),
+                PaceRule {
+                    burst: twenty_a_minute.0,
+                    interval: twenty_a_minute.1,
+                    applies_to: |chat| chat.starts_with('-') || chat.starts_with('@'),
+                },
+            ],
+            // Twenty messages a minute per robot.
+            ChannelKind::Wecom(_) => vec![PaceRule::every(twenty_a_minute.0, twenty_a_minute.1)],
+            // About one message a second per incoming webhook.
+            ChannelKind::Slack(_) => vec![PaceRule::every(1, second)],
+            // No published limit: as fast as the server accepts.
+            ChannelKind::Email(_) | ChannelKind::Webhook(_) => Vec::new(),
+        }
     }
 }
 
@@ -197,12 +283,16 @@ pub struct BuildError(String);
 pub struct Channel {
     name: String,
     send_resolved: bool,
+    pacer: Pacer,
     inner: ChannelImpl,
 }
 
 enum ChannelImpl {
     Telegram(telegram::TelegramChannel),
+    Email(email::EmailChannel),
     Webhook(webhook::WebhookChannel),
+    Wecom(wecom::WecomChannel),
+    Slack(slack::SlackChannel),
 }
 
 /// Why a send did not go through, classified where it happened.
@@ -271,7 +361,10 @@ impl Channel {
     pub fn destinations(&self) -> Vec<String> {
         match &self.inner {
             ChannelImpl::Telegram(t) => t.destinations(),
+            ChannelImpl::Email(e) => e.destinations(),
             ChannelImpl::Webhook(h) => h.destinations(),
+            ChannelImpl::Wecom(r) => r.destinations(),
+            ChannelImpl::Slack(s) => s.destinations(),
         }
     }
 
@@ -285,8 +378,50 @@ impl Channel {
     ) -> Result<(), DeliveryError> {
         match &self.inner {
             ChannelImpl::Telegram(t) => t.send(destination, group, parts_done).await,
-            // One request: nothing to resume.
+            // One mail or one request: nothing to resume.
+            ChannelImpl::Email(e) => e.send(group).await,
             ChannelImpl::Webhook(h) => h.send(group).await,
+            ChannelImpl::Wecom(r) => r.send(group).await,
+            ChannelImpl::Slack(s) => s.send(group).await,
+        }
+    }
+
+    /// The destination limits this channel keeps.
+    pub fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// Sends what piled up for `destination` as one message. Channels
+    /// without a platform limit never build summaries; if asked, they send
+    /// the resolved alerts, then the firing ones, as two notifications.
+    pub async fn send_summary(
+        &self,
+        destination: &str,
+        summary: &BacklogSummary,
+    ) -> Result<(), DeliveryError> {
+        match &self.inner {
+            ChannelImpl::Telegram(t) => t.send_summary(destination, summary).await,
+            ChannelImpl::Wecom(r) => r.send_summary(summary).await,
+            ChannelImpl::Slack(s) => s.send_summary(summary).await,
+            ChannelImpl::Email(_) | ChannelImpl::Webhook(_) => {
+                for status in [AlertStatus::Resolved, AlertStatus::Firing] {
+                    let alerts: Vec<_> = summary
+                        .alerts
+                        .iter()
+                        .filter(|a| a.status == status)
+                        .cloned()
+                        .collect();
+                    if !alerts.is_empty() {
+                        let group = AlertGroup {
+                            status,
+                            alerts,
+                            others_firing: 0,
+                        };
+                        self.send(destination, &group, 0).await?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -294,7 +429,37 @@ impl Channel {
     pub async fn healthcheck(&self) -> Result<String, DeliveryError> {
         match &self.inner {
             ChannelImpl::Telegram(t) => t.healthcheck().await,
+            ChannelImpl::Email(e) => e.healthcheck().await,
             ChannelImpl::Webhook(h) => h.healthcheck().await,
+            ChannelImpl::Wecom(r) => r.healthcheck().await,
+            ChannelImpl::Slack(s) => s.healthcheck().await,
+        }
+    }
+
+    /// What `group` would look like on this channel, as text for a person
+    /// editing a template (`alertrelay render`). Nothing is sent.
+    pub fn preview(&self, group: &AlertGroup) -> Result<String, DeliveryError> {
+        match &self.inner {
+            ChannelImpl::Telegram(t) => Ok(t.preview(group)),
+            ChannelImpl::Email(e) => {
+                let m = e.render(group)?;
+                Ok(format!(
+                    "To: {}\nSubject: {}\n\n--- text/plain ---\n{}\n\n--- text/html ---\n{}",
+                    if m.to.is_empty() {
+                        "(nobody)".to_string()
+                    } else {
+                        m.to.join(", ")
+                    },
+                    m.subject,
+                    m.text,
+                    m.html
+                ))
+            }
+            ChannelImpl::Webhook(h) => h.preview(group),
+            ChannelImpl::Wecom(r) => r.render(group),
+            ChannelImpl::Slack(s) => s
+                .payload(group)
+                .map(|p| serde_json::to_string_pretty(&p).unwrap_or_default()),
         }
     }
 }
@@ -315,6 +480,21 @@ pub(crate) fn describe_http_error(e: &reqwest::Error) -> String {
     }
 }
 
+/// A platform's non-2xx answer classified: timeouts, conflicts and rate
+/// limits (408, 409, 425, 429) and 5xx are worth retrying (honouring
+/// `Retry-After`); any other 4xx means sending again will not help.
+pub(crate) fn http_status_error(
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    reason: String,
+) -> DeliveryError {
+    match status.as_u16() {
+        408 | 409 | 425 | 429 => DeliveryError::transient(reason, retry_after),
+        400..=499 => DeliveryError::permanent(reason),
+        _ => DeliveryError::transient(reason, retry_after),
+    }
+}
+
 /// An HTTP `Retry-After` given in seconds (the form the platforms use).
 pub(crate) fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
@@ -322,6 +502,53 @@ pub(crate) fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
+}
+
+/// A secret `http(s)://` URL under `key` (or `key_file`); the value is never
+/// echoed in errors, since the URL itself is the credential.
+pub(crate) fn secret_http_url(
+    w: &mut Walker,
+    m: &mut crate::config::Map,
+    key: &str,
+) -> Option<SecretString> {
+    let line = m.take(key).map(|n| n.line);
+    // `take` above only peeked at the line; `secret` reads `key` or `key_file`.
+    let url = w.secret(m, key, true)?;
+    match url::Url::parse(url.expose_secret()) {
+        Ok(parsed) if parsed.scheme() == "http" || parsed.scheme() == "https" => Some(url),
+        _ => {
+            w.error(
+                line.unwrap_or(0),
+                &m.path_of(key),
+                "must be an http:// or https:// URL".into(),
+            );
+            None
+        }
+    }
+}
+
+/// Reads and compiles `template: FILE` (relative to the config file).
+fn read_template(w: &mut Walker, node: &Node, path: &str) -> Option<MessageTemplate> {
+    let file = w.string(node, path)?;
+    let full = w.base_dir().join(&file);
+    let source = match std::fs::read_to_string(&full) {
+        Ok(s) => s,
+        Err(e) => {
+            w.error(
+                node.line,
+                path,
+                format!("cannot read {}: {e}", full.display()),
+            );
+            return None;
+        }
+    };
+    match MessageTemplate::compile(&source, &full.display().to_string()) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            w.error(node.line, path, format!("template does not parse: {e}"));
+            None
+        }
+    }
 }
 
 /// Whether a YAML value is `false` (for keys accepted only when off).

@@ -225,6 +225,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// Routing rules.
     pub routes: Vec<RouteConfig>,
+    /// The initial contact book (`contacts:`).
+    pub contacts: Vec<crate::contacts::Contact>,
     /// Retry policy.
     pub delivery: DeliveryConfig,
     /// Largest accepted webhook body.
@@ -247,6 +249,7 @@ impl Default for Config {
             ui: AccessConfig::default(),
             channels: Vec::new(),
             routes: Vec::new(),
+            contacts: Vec::new(),
             delivery: DeliveryConfig::default(),
             max_body_bytes: 4 * 1024 * 1024,
         }
@@ -577,7 +580,23 @@ fn build(w: &mut Walker, root: &yaml::Node) -> Option<Config> {
             }
         }
     }
-    for key in ["grafana", "contacts", "probes"] {
+    if let Some(n) = top.take("contacts") {
+        for (i, item) in w.list(n, "contacts").unwrap_or_default().iter().enumerate() {
+            let path = format!("contacts[{i}]");
+            if let Some(c) = crate::contacts::Contact::from_yaml(w, item, &path) {
+                if cfg.contacts.iter().any(|x| x.name == c.name) {
+                    w.error(
+                        item.line,
+                        &format!("{path}.name"),
+                        format!("contact `{}` is listed twice", c.name),
+                    );
+                } else {
+                    cfg.contacts.push(c);
+                }
+            }
+        }
+    }
+    for key in ["grafana", "probes"] {
         top.not_supported_yet(w, key);
     }
     top.finish(w);

@@ -109,7 +109,7 @@ fn bad_matchers_are_config_errors() {
 #[test]
 fn features_not_built_yet_are_refused_not_ignored() {
     let text = format!(
-        "grafana:\n  url: http://g:3000\ncontacts: []\nprobes: []\n{TG}    subscribers: true\n    commands: true\n    allow_from: [\"@x\"]\n    template: msg.j2\n  - name: mail\n    type: email\n    smtp: smtp://x\nroutes:\n  - match: []\n    channels: [oncall]\n    throttle: 2m\n    group_by: [alertname]\n    digest: 1h\n    repeat_interval: 4h\n"
+        "grafana:\n  url: http://g:3000\nprobes: []\n{TG}    subscribers: true\n    commands: true\n    allow_from: [\"@x\"]\n  - name: chat\n    type: slack\n    webhook_url: http://x\n    signing_secret: abc\nroutes:\n  - match: []\n    channels: [oncall]\n    throttle: 2m\n    group_by: [alertname]\n    digest: 1h\n    repeat_interval: 4h\n"
     );
     let errs = parse(&text).expect_err("not yet");
     let paths: Vec<(&str, &str)> = errs
@@ -118,12 +118,11 @@ fn features_not_built_yet_are_refused_not_ignored() {
         .collect();
     for p in [
         "grafana",
-        "contacts",
         "probes",
         "channels[0].subscribers",
         "channels[0].commands",
         "channels[0].allow_from",
-        "channels[0].template",
+        "channels[1].signing_secret",
         "routes[0].throttle",
         "routes[0].group_by",
         "routes[0].digest",
@@ -136,12 +135,6 @@ fn features_not_built_yet_are_refused_not_ignored() {
             "{p}: {paths:#?}"
         );
     }
-    assert!(
-        paths
-            .iter()
-            .any(|(p, m)| *p == "channels[1].type" && m.contains("`email` is not supported yet")),
-        "{paths:#?}"
-    );
     // The off values of those keys are fine.
     let ok = format!("{TG}    subscribers: false\n    commands: false\n    allow_from: []\n");
     parse(&ok).expect("defaults accepted");
@@ -315,8 +308,21 @@ fn durations() {
 #[test]
 fn the_shipped_example_checks_out() {
     let text = include_str!("../../examples/alertrelay.yml");
-    let env = |name: &str| Some(format!("example-{name}"));
+    let env = |name: &str| {
+        Some(if name.ends_with("_URL") {
+            "https://hooks.example.com/services/T/B/X".to_string()
+        } else {
+            format!("example-{name}")
+        })
+    };
     let c = Config::parse(text, Path::new("."), &env).unwrap_or_else(|e| panic!("{e:#?}"));
+    let kinds: Vec<&str> = c.channels.iter().map(|c| c.kind_name()).collect();
+    assert_eq!(
+        kinds,
+        ["telegram", "telegram", "email", "wecom", "slack", "webhook"],
+        "the example shows every channel type"
+    );
+    assert_eq!(c.contacts.len(), 1);
     assert!(!c.channels.is_empty() && !c.routes.is_empty());
 }
 
@@ -363,5 +369,86 @@ fn webhook_channels() {
             (8, "channels[0].headers.X-Ok", "not a valid header value"),
             (9, "channels[0].method", "unknown key"),
         ],
+    );
+}
+
+#[test]
+fn email_channels_and_contacts() {
+    let ok = "channels:\n  - name: dba-mail\n    type: email\n    smtp: smtps://user:${INGEST_TOKEN}@smtp.example.com:465\n    from: \"Alerts <alerts@example.com>\"\n    to: [dba@example.com]\n    to_group: \"{{ labels.team }}\"\ncontacts:\n  - { name: Li Wei, email: li@example.com, telegram: \"@liwei\", groups: [dba] }\n  - { name: Bob, groups: [dba, web, dba] }\n";
+    let cfg = parse(ok).expect("checks out");
+    let ChannelKind::Email(e) = &cfg.channels[0].kind else {
+        panic!("not email: {:?}", cfg.channels[0].kind);
+    };
+    assert_eq!(
+        e.smtp.expose_secret(),
+        "smtps://user:tok@smtp.example.com:465"
+    );
+    assert_eq!(e.from.to_string(), "Alerts <alerts@example.com>");
+    assert_eq!(e.to.len(), 1);
+    assert!(e.to_group.is_some());
+    assert_eq!(cfg.contacts.len(), 2);
+    assert_eq!(cfg.contacts[0].email.as_deref(), Some("li@example.com"));
+    assert_eq!(cfg.contacts[1].groups, ["dba", "web"], "a group once");
+
+    errors(
+        "channels:\n  - name: m\n    type: email\n    from: a@example.com\n    to: [b@example.com]\n",
+        &[(2, "channels[0]", "`smtp` (or `smtp_file`) is required")],
+    );
+    let errs = parse("channels:\n  - name: m\n    type: email\n    smtp: http://user:hunter2@x\n    from: a@example.com\n    to: [b@example.com]\n").expect_err("bad scheme");
+    assert_eq!(errs[0].path, "channels[0].smtp");
+    assert!(errs[0].message.contains("smtp:// or smtps://"), "{errs:?}");
+    assert!(
+        !errs[0].to_string().contains("hunter2"),
+        "the password is not echoed"
+    );
+    errors(
+        "channels:\n  - name: m\n    type: email\n    smtp: smtps://x:465\n    starttls: required\n    from: not an address\n    to: [ok@example.com, \"@nope\"]\n    to_group: \"{{ labels.team \"\n    proxy_url: http://proxy:3128\n",
+        &[
+            (5, "channels[0].starttls", "smtp:// only"),
+            (6, "channels[0].from", "not a mail address"),
+            (7, "channels[0].to[1]", "not a mail address"),
+            (8, "channels[0].to_group", "to_group"),
+            (9, "channels[0].proxy_url", "email connects to its SMTP server directly"),
+        ],
+    );
+    errors(
+        "channels:\n  - name: m\n    type: email\n    smtp: smtp://x\n    starttls: sometimes\n    from: a@example.com\n",
+        &[
+            (2, "channels[0].to", "needs at least one address in `to`, or `to_group`"),
+            (5, "channels[0].starttls", "required, opportunistic or never"),
+        ],
+    );
+    errors(
+        "contacts:\n  - { name: A, email: not-mail }\n  - { email: b@example.com }\n  - { name: C, groups: [\"\"] }\n  - { name: C }\n  - { name: D, phone: 1 }\n",
+        &[
+            (2, "contacts[0].email", "not an e-mail address"),
+            (3, "contacts[1]", "`name` is required"),
+            (4, "contacts[2].groups[0]", "empty group name"),
+            (5, "contacts[3].name", "listed twice"),
+            (6, "contacts[4].phone", "unknown key"),
+        ],
+    );
+}
+
+#[test]
+fn templates_are_read_and_checked_at_load() {
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("ok.j2"), "{{ alerts[0].alertname | html }}").expect("write");
+    std::fs::write(dir.path().join("bad.j2"), "{% for a in alerts %}no end").expect("write");
+    let text = format!("{TG}    template: ok.j2\n");
+    let cfg = Config::parse(&text, dir.path(), &env).expect("checks out");
+    assert!(cfg.channels[0].template.is_some());
+    let text = format!("{TG}    template: bad.j2\n  - name: other\n    type: webhook\n    url: http://x/\n    template: missing.j2\n");
+    let errs = Config::parse(&text, dir.path(), &env).expect_err("bad templates");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert_eq!(errs[0].path, "channels[0].template");
+    assert!(
+        errs[0].message.contains("template does not parse") && errs[0].message.contains("bad.j2"),
+        "{errs:#?}"
+    );
+    assert_eq!(errs[1].path, "channels[1].template");
+    assert!(
+        errs[1].message.contains("cannot read") && errs[1].message.contains("missing.j2"),
+        "{errs:#?}"
     );
 }

@@ -86,6 +86,11 @@ impl<'a> Map<'a> {
 }
 
 impl<'e> Walker<'e> {
+    /// Where relative paths (`*_file`, `template`) are resolved.
+    pub fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+
     /// A walker resolving `${VAR}` with `env` and `*_file` paths against `base_dir`.
     pub fn new(env: &'e dyn Fn(&str) -> Option<String>, base_dir: &Path) -> Self {
         Self {

@@ -12,6 +12,7 @@
 //! left by a dead process expires (SQLite clears its leases at start).
 
 pub mod backoff;
+pub mod pacing;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -25,9 +26,11 @@ use crate::alert::{AlertStatus, IncomingAlert, Transition};
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
-use crate::notification::AlertGroup;
+use crate::notification::{AlertGroup, BacklogSummary};
 use crate::route::Router;
-use crate::store::{Decided, NewNotification, Notification, NotificationPlanner, Store};
+use crate::store::{
+    Decided, DestinationFilter, NewNotification, Notification, NotificationPlanner, Store,
+};
 use crate::telemetry::Metrics;
 
 /// Wakes channel workers when the outbox got new entries.
@@ -171,6 +174,14 @@ impl DestinationQueues {
         next
     }
 
+    fn is_busy(&self, destination: &str) -> bool {
+        self.busy.contains_key(destination)
+    }
+
+    fn busy_destinations(&self) -> Vec<String> {
+        self.busy.keys().cloned().collect()
+    }
+
     fn clear_waiting(&mut self) {
         self.busy.clear();
     }
@@ -203,6 +214,14 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// most this long, and another replica or the restarted process sends them.
 const LEASE: Duration = Duration::from_secs(20);
 const RENEW_EVERY: Duration = Duration::from_secs(5);
+
+/// Entries due for one paced destination, behind the one about to go, from
+/// which the lot is folded into one summary: more than a platform limit of
+/// about one a second lets through without making people wait.
+const FOLD_AFTER: i64 = 3;
+
+/// Most entries one summary folds (the rest go into the next).
+const FOLD_MAX: u32 = 1000;
 
 fn after(now: chrono::DateTime<chrono::Utc>, d: Duration) -> chrono::DateTime<chrono::Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::minutes(5))
@@ -284,17 +303,51 @@ impl Outbox {
             if free > 0 {
                 let now = self.clock.now();
                 let lease_until = after(now, LEASE);
+                // A paced destination with a send in flight gets nothing more
+                // now: what piles up for it stays in the store, to be folded
+                // into one summary when its slot comes. Unpaced ones are
+                // claimed ahead and queued here, one claim for many sends.
+                let busy: Vec<String> = sends
+                    .busy_destinations()
+                    .into_iter()
+                    .filter(|d| channel.pacer().paces(d))
+                    .collect();
                 match self
                     .store
-                    .claim_due(&name, now, lease_until, free as u32)
+                    .claim_due(
+                        &name,
+                        now,
+                        lease_until,
+                        free as u32,
+                        DestinationFilter::Except(&busy),
+                    )
                     .await
                 {
                     Ok(batch) => {
                         full_batch = batch.len() == free;
+                        // One claim may hold several entries for one paced
+                        // destination. Only the first goes ahead; the rest
+                        // go back to the store, where the first one's fold
+                        // finds them. Queued here, they would go out one by
+                        // one after a summary that holds later entries.
+                        let mut give_back = Vec::new();
                         for n in batch {
+                            if sends.is_busy(&n.destination)
+                                && channel.pacer().paces(&n.destination)
+                            {
+                                give_back.push(n.id);
+                                continue;
+                            }
                             claimed.insert(n.id);
                             if let Some(n) = sends.admit(n) {
                                 self.start(&mut inflight, &channel, n);
+                            }
+                        }
+                        if !give_back.is_empty() {
+                            full_batch = false;
+                            if let Err(e) = self.store.release(&give_back).await {
+                                // Their leases run out and they fall due again.
+                                tracing::error!(channel = %name, error = %e, "cannot give back claims");
                             }
                         }
                     }
@@ -390,8 +443,86 @@ impl Outbox {
         }
     }
 
-    /// One attempt, and what it leaves in the store.
+    /// Waits for the destination's slot under its platform's limit; then,
+    /// if [`FOLD_AFTER`] or more entries for it are due behind this one,
+    /// claims them all and sends one summary instead.
     async fn deliver(&self, channel: &Channel, n: Notification) {
+        let pacer = channel.pacer();
+        if !pacer.paces(&n.destination) {
+            return self.deliver_one(channel, n).await;
+        }
+        pacer.until_ready(&n.destination).await;
+        let now = self.clock.now();
+        let backlog = match self
+            .store
+            .count_due(channel.name(), &n.destination, now)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(channel = channel.name(), error = %e, "cannot count the backlog");
+                0
+            }
+        };
+        if backlog < FOLD_AFTER {
+            return self.deliver_one(channel, n).await;
+        }
+        let folded = match self
+            .store
+            .claim_due(
+                channel.name(),
+                now,
+                after(now, LEASE),
+                FOLD_MAX,
+                DestinationFilter::Only(&n.destination),
+            )
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(channel = channel.name(), error = %e, "cannot claim the backlog");
+                return self.deliver_one(channel, n).await;
+            }
+        };
+        let mut batch = vec![n];
+        batch.extend(folded);
+        self.deliver_summary(channel, batch).await;
+    }
+
+    /// One summary for a destination's backlog; every folded entry ends as
+    /// the summary did.
+    async fn deliver_summary(&self, channel: &Channel, batch: Vec<Notification>) {
+        let name = channel.name();
+        let destination = batch[0].destination.clone();
+        let summary = BacklogSummary::fold(batch.iter().map(|n| &n.group));
+        let result = match tokio::time::timeout(
+            self.send_deadline(),
+            channel.send_summary(&destination, &summary),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::transient(
+                format!("no answer within {:?}", self.send_deadline()),
+                None,
+            )),
+        };
+        self.metrics.notifications_folded(name, batch.len());
+        tracing::info!(
+            channel = name,
+            folded = batch.len(),
+            alerts = summary.alerts.len(),
+            ok = result.is_ok(),
+            "backlog sent as one summary"
+        );
+        for n in &batch {
+            // The summary's parts are not the entry's: keep its own progress.
+            self.record(name, n, &result, n.parts_done).await;
+        }
+    }
+
+    /// One attempt, and what it leaves in the store.
+    async fn deliver_one(&self, channel: &Channel, n: Notification) {
         let name = channel.name();
         let result = match tokio::time::timeout(
             self.send_deadline(),
@@ -406,6 +537,22 @@ impl Outbox {
                 parts_done: n.parts_done,
             }),
         };
+        let parts_done = match &result {
+            Err(e) => e.parts_done().max(n.parts_done),
+            Ok(()) => n.parts_done,
+        };
+        self.record(name, &n, &result, parts_done).await;
+    }
+
+    /// What one attempt leaves in the store: sent, due again after a delay
+    /// (the platform's retry_after wins over our backoff), or failed.
+    async fn record(
+        &self,
+        name: &str,
+        n: &Notification,
+        result: &Result<(), DeliveryError>,
+        parts_done: u32,
+    ) {
         let now = self.clock.now();
         let outcome = match result {
             Ok(()) => {
@@ -416,25 +563,22 @@ impl Outbox {
             Err(DeliveryError::Transient {
                 reason,
                 retry_after,
-                parts_done,
+                ..
             }) if n.attempts < self.config.max_attempts => {
                 let backoff =
                     backoff::delay(n.attempts, self.config.retry_initial, self.config.retry_max);
-                // The platform's own retry_after wins: coming back sooner only earns another 429.
-                let after = retry_after
+                // Coming back sooner than the platform asked only earns another 429.
+                let wait = retry_after
                     .map(|r| r.max(backoff.min(r + Duration::from_secs(1))))
                     .unwrap_or(backoff);
                 self.metrics
-                    .notification_retry(name, n.id, n.attempts, after, &reason);
-                let at =
-                    now + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::minutes(5));
+                    .notification_retry(name, n.id, n.attempts, wait, reason);
                 self.store
-                    .mark_retry(n.id, at, &reason, parts_done.max(n.parts_done))
+                    .mark_retry(n.id, after(now, wait), reason, parts_done)
                     .await
             }
             Err(e) => {
                 let reason = e.to_string();
-                let parts_done = e.parts_done().max(n.parts_done);
                 self.metrics
                     .notification_failed(name, n.id, n.attempts, &reason);
                 self.store.mark_failed(n.id, &reason, parts_done).await

@@ -11,6 +11,7 @@
 //! all in one transaction, so a 200 means alerts, events and notifications
 //! are all on disk.
 
+mod fp_index;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
@@ -245,6 +246,17 @@ pub struct OutboxCount {
     pub count: i64,
 }
 
+/// Which destinations a claim may take entries for.
+#[derive(Debug, Clone, Copy)]
+pub enum DestinationFilter<'a> {
+    /// Any destination of the channel.
+    Any,
+    /// Not these (each has a send in flight already).
+    Except(&'a [String]),
+    /// Only this one (its backlog, to fold into a summary).
+    Only(&'a str),
+}
+
 /// The storage interface. Every method is one short transaction.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -284,7 +296,16 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        filter: DestinationFilter<'_>,
     ) -> Result<Vec<Notification>, StoreError>;
+    /// Entries of `channel` for `destination` due now and not claimed: the
+    /// backlog the outbox folds into a summary.
+    async fn count_due(
+        &self,
+        channel: &str,
+        destination: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
     /// The channel accepted it.
     async fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError>;
     /// Try again at `next_at`.
@@ -317,6 +338,14 @@ pub trait Store: Send + Sync {
     async fn resend(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError>;
     /// Notifications per channel and state, for /metrics.
     async fn outbox_counts(&self) -> Result<Vec<OutboxCount>, StoreError>;
+    /// Adds or updates contacts by name (the config's `contacts:` at start).
+    async fn upsert_contacts(
+        &self,
+        contacts: &[crate::contacts::Contact],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The whole contact book, by name.
+    async fn list_contacts(&self) -> Result<Vec<crate::contacts::Contact>, StoreError>;
     /// How many ingest batches may be in flight at once (1: one writer).
     fn ingest_parallelism(&self) -> usize {
         1

@@ -17,7 +17,8 @@ use super::sql::{
     alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
 };
 use super::{
-    plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner, StoreError,
+    plan_batch, to_micros, Current, DestinationFilter, IngestRequest, Notification,
+    NotificationPlanner, StoreError,
 };
 use crate::alert::Fingerprint;
 
@@ -25,6 +26,13 @@ use crate::alert::Fingerprint;
 pub struct PostgresStore {
     read: PgPool,
     write: PgPool,
+}
+
+impl PostgresStore {
+    /// The id of an alert, by its unique index.
+    async fn alert_id(&self, fingerprint: &str) -> Result<Option<i64>, StoreError> {
+        self.sql_alert_id(fingerprint).await
+    }
 }
 
 impl PostgresStore {
@@ -243,8 +251,18 @@ read_methods!(PostgresStore, {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        filter: DestinationFilter<'_>,
     ) -> Result<Vec<Notification>, StoreError> {
-        self.sql_claim_due(channel, now, lease_until, limit).await
+        self.sql_claim_due(channel, now, lease_until, limit, filter)
+            .await
+    }
+    async fn count_due(
+        &self,
+        channel: &str,
+        destination: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        self.sql_count_due(channel, destination, now).await
     }
     async fn mark_sent(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
         self.sql_mark_sent(id, now).await
@@ -272,5 +290,13 @@ read_methods!(PostgresStore, {
     }
     async fn resend(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         self.sql_resend(id, now).await
+    }
+
+    async fn upsert_contacts(
+        &self,
+        contacts: &[crate::contacts::Contact],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.sql_upsert_contacts(contacts, now).await
     }
 });

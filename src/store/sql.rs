@@ -48,11 +48,19 @@ macro_rules! impl_sql_store {
                 Ok(Page { items, next_cursor })
             }
 
-            pub(super) async fn sql_get_alert(&self, fingerprint: &str) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT fingerprint, status, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen, ack_by, ack_memo, ack_at FROM alerts WHERE fingerprint = ",
-                );
+            /// PostgreSQL's path (its alerts have a unique index on fingerprint).
+            pub(super) async fn sql_alert_id(&self, fingerprint: &str) -> Result<Option<i64>, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM alerts WHERE fingerprint = ");
                 qb.push_bind(fingerprint.to_string());
+                let row: Option<(i64,)> = qb.build_query_as().fetch_optional(&self.read).await?;
+                Ok(row.map(|r| r.0))
+            }
+
+            pub(super) async fn sql_get_alert(&self, id: i64) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new(
+                    "SELECT fingerprint, status, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen, ack_by, ack_memo, ack_at FROM alerts WHERE id = ",
+                );
+                qb.push_bind(id);
                 let row: Option<$crate::store::AlertRow> = qb.build_query_as().fetch_optional(&self.read).await?;
                 row.map(|r| r.into_alert()).transpose()
             }
@@ -60,7 +68,7 @@ macro_rules! impl_sql_store {
             pub(super) async fn sql_list_events(
                 &self,
                 filter: &$crate::store::AlertFilter,
-                fingerprint: Option<&str>,
+                alert_id: Option<i64>,
                 cursor: Option<&$crate::store::Cursor>,
                 limit: u32,
             ) -> Result<$crate::store::Page<$crate::alert::Event>, $crate::store::StoreError> {
@@ -74,8 +82,8 @@ macro_rules! impl_sql_store {
                 let mut f = filter.clone();
                 f.status = None;
                 push_alert_filter!(qb, &f, "e.at", $like);
-                if let Some(fp) = fingerprint {
-                    qb.push(" AND a.fingerprint = ").push_bind(fp.to_string());
+                if let Some(id) = alert_id {
+                    qb.push(" AND e.alert_id = ").push_bind(id);
                 }
                 if let Some(Cursor::Id(id)) = cursor {
                     qb.push(" AND e.id < ").push_bind(*id);
@@ -100,8 +108,9 @@ macro_rules! impl_sql_store {
                 now: chrono::DateTime<chrono::Utc>,
                 lease_until: chrono::DateTime<chrono::Utc>,
                 limit: u32,
+                filter: $crate::store::DestinationFilter<'_>,
             ) -> Result<Vec<$crate::store::Notification>, $crate::store::StoreError> {
-                use $crate::store::{to_micros, NotificationRow};
+                use $crate::store::{to_micros, DestinationFilter, NotificationRow};
                 let now_us = to_micros(now);
                 let lease = to_micros(lease_until);
                 // The payload lives in its own table (written once, never
@@ -111,6 +120,20 @@ macro_rules! impl_sql_store {
                 qb.push(", attempts = attempts + 1 WHERE id IN (SELECT id FROM notifications WHERE channel = ");
                 qb.push_bind(channel.to_string());
                 qb.push(" AND state = 'pending' AND next_attempt_at <= ").push_bind(now_us);
+                match filter {
+                    DestinationFilter::Any | DestinationFilter::Except([]) => {}
+                    DestinationFilter::Except(skip) => {
+                        qb.push(" AND destination NOT IN (");
+                        let mut sep = qb.separated(", ");
+                        for d in skip {
+                            sep.push_bind(d.clone());
+                        }
+                        qb.push(")");
+                    }
+                    DestinationFilter::Only(d) => {
+                        qb.push(" AND destination = ").push_bind(d.to_string());
+                    }
+                }
                 qb.push(" ORDER BY next_attempt_at, id LIMIT ").push_bind(i64::from(limit));
                 qb.push(concat!($skip, ") RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error)"));
                 qb.push(" SELECT c.*, p.payload FROM claimed c JOIN notification_payloads p ON p.notification_id = c.id");
@@ -121,6 +144,15 @@ macro_rules! impl_sql_store {
                 }
                 out.sort_by_key(|n| n.id);
                 Ok(out)
+            }
+
+            pub(super) async fn sql_count_due(&self, channel: &str, destination: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64, $crate::store::StoreError> {
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM notifications WHERE channel = ");
+                qb.push_bind(channel.to_string());
+                qb.push(" AND state = 'pending' AND next_attempt_at <= ").push_bind($crate::store::to_micros(now));
+                qb.push(" AND destination = ").push_bind(destination.to_string());
+                let row: (i64,) = qb.build_query_as().fetch_one(&self.read).await?;
+                Ok(row.0)
             }
 
             pub(super) async fn sql_mark_sent(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
@@ -231,6 +263,38 @@ macro_rules! impl_sql_store {
                 Ok(done.rows_affected() == 1)
             }
 
+            /// PostgreSQL's path; SQLite writes through its writer thread.
+            pub(super) async fn sql_upsert_contacts(&self, contacts: &[$crate::contacts::Contact], now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
+                let mut tx = self.write.begin().await?;
+                for c in contacts {
+                    let groups = serde_json::to_string(&c.groups).map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?;
+                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO contacts (name, email, telegram, groups, updated_at) VALUES (");
+                    qb.push_bind(c.name.clone()).push(", ").push_bind(c.email.clone()).push(", ").push_bind(c.telegram.clone());
+                    qb.push(", ").push_bind(groups).push(", ").push_bind($crate::store::to_micros(now));
+                    qb.push(") ON CONFLICT (name) DO UPDATE SET email = excluded.email, telegram = excluded.telegram, groups = excluded.groups, updated_at = excluded.updated_at");
+                    qb.build()
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            pub(super) async fn sql_list_contacts(&self) -> Result<Vec<$crate::contacts::Contact>, $crate::store::StoreError> {
+                let rows: Vec<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
+                    "SELECT name, email, telegram, groups FROM contacts ORDER BY name",
+                )
+                .fetch_all(&self.read)
+                .await?;
+                rows.into_iter()
+                    .map(|(name, email, telegram, groups)| {
+                        let groups: Vec<String> = serde_json::from_str(&groups)
+                            .map_err(|e| $crate::store::StoreError::Corrupt(format!("contact {name}: groups: {e}")))?;
+                        Ok($crate::contacts::Contact { name, email, telegram, groups })
+                    })
+                    .collect()
+            }
+
             pub(super) async fn sql_outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
                 use $crate::store::{NotificationState, OutboxCount, StoreError};
                 let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -315,7 +379,10 @@ macro_rules! read_methods {
             self.sql_list_alerts(filter, cursor, limit).await
         }
         async fn get_alert(&self, fingerprint: &str) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
-            self.sql_get_alert(fingerprint).await
+            match self.alert_id(fingerprint).await? {
+                Some(id) => self.sql_get_alert(id).await,
+                None => Ok(None),
+            }
         }
         async fn list_events(
             &self,
@@ -324,7 +391,15 @@ macro_rules! read_methods {
             cursor: Option<&$crate::store::Cursor>,
             limit: u32,
         ) -> Result<$crate::store::Page<$crate::alert::Event>, $crate::store::StoreError> {
-            self.sql_list_events(filter, fingerprint, cursor, limit).await
+            let alert_id = match fingerprint {
+                Some(fp) => match self.alert_id(fp).await? {
+                    Some(id) => Some(id),
+                    // No such alert: no events.
+                    None => return Ok($crate::store::Page { items: Vec::new(), next_cursor: None }),
+                },
+                None => None,
+            };
+            self.sql_list_events(filter, alert_id, cursor, limit).await
         }
         async fn next_due(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
             self.sql_next_due(channel).await
@@ -340,6 +415,9 @@ macro_rules! read_methods {
         }
         async fn outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
             self.sql_outbox_counts().await
+        }
+        async fn list_contacts(&self) -> Result<Vec<$crate::contacts::Contact>, $crate::store::StoreError> {
+            self.sql_list_contacts().await
         }
         }
     };

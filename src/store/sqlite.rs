@@ -24,13 +24,12 @@ use rusqlite::{params, OptionalExtension};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 
-use super::sql::{
-    alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
-};
+use super::fp_index::{FingerprintIndex, IdMap};
+use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    plan_batch, to_micros, Current, IngestRequest, Notification, NotificationPlanner,
-    NotificationRow, Store, StoreError,
+    plan_batch, to_micros, Current, DestinationFilter, IngestRequest, Notification,
+    NotificationPlanner, NotificationRow, Store, StoreError,
 };
 use crate::alert::Fingerprint;
 
@@ -41,6 +40,8 @@ pub struct SqliteStore {
     /// the read pool, so they could not write even if called.
     write: SqlitePool,
     writer: WriterHandle,
+    /// Fingerprint → alert id (the table has no index on fingerprint).
+    ids: Arc<FingerprintIndex>,
 }
 
 impl SqliteStore {
@@ -75,7 +76,20 @@ impl SqliteStore {
              PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
-        let writer = WriterHandle::spawn(conn)?;
+        let ids = {
+            let mut stmt = conn.prepare("SELECT id, fingerprint FROM alerts")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let index = FingerprintIndex::load(rows);
+            tracing::debug!(alerts = index.len(), "fingerprint index loaded");
+            Arc::new(index)
+        };
+        let ended = ids.clone();
+        let writer = WriterHandle::spawn(
+            conn,
+            Box::new(move |committed| ended.transaction_ended(committed)),
+        )?;
         spawn_checkpointer(path, writer.alive(), writer.request_catch_up())?;
 
         let read = SqlitePoolOptions::new()
@@ -86,9 +100,15 @@ impl SqliteStore {
             write: read.clone(),
             read,
             writer,
+            ids,
         };
         store.release_all_claims().await?;
         Ok(store)
+    }
+
+    /// The id of a committed alert; the table has no index on fingerprint.
+    async fn alert_id(&self, fingerprint: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.ids.committed_id(fingerprint))
     }
 
     /// Runs `f` on the writer thread inside its next group transaction and
@@ -173,18 +193,25 @@ fn ingest_blocking(
     requests: &[IngestRequest],
     planner: &dyn NotificationPlanner,
     now: DateTime<Utc>,
+    ids: &FingerprintIndex,
 ) -> Result<Vec<usize>, StoreError> {
+    // Rows this job inserts; they join the index only if the job succeeds.
+    let mut added = IdMap::default();
+    let id_of = |added: &IdMap, fp: &str| added.get(fp).or_else(|| ids.current_id(fp));
     let mut existing: HashMap<Fingerprint, Current> = HashMap::new();
     {
-        let mut select = tx.prepare_cached(
-            "SELECT status, starts_at, ends_at FROM alerts WHERE fingerprint = ?1",
-        )?;
+        let mut select =
+            tx.prepare_cached("SELECT status, starts_at, ends_at FROM alerts WHERE id = ?1")?;
         for a in requests.iter().flat_map(|r| r.alerts.iter()) {
             if existing.contains_key(&a.fingerprint) {
                 continue;
             }
+            // A new alert costs no read at all.
+            let Some(id) = ids.current_id(a.fingerprint.as_str()) else {
+                continue;
+            };
             let row = select
-                .query_row(params![a.fingerprint.as_str()], |r| {
+                .query_row(params![id], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, i64>(1)?,
@@ -203,41 +230,73 @@ fn ingest_blocking(
     let write = plan_batch(existing, requests, planner, now);
     let now_us = to_micros(now);
     {
-        // A new incident (new start) clears the previous one's acknowledgement.
-        let mut upsert = tx.prepare_cached(concat!(
+        // A new incident (new start) clears the previous one's
+        // acknowledgement; SET expressions see the row's old values.
+        let mut update = tx.prepare_cached(
+            "UPDATE alerts SET
+               ack_by = CASE WHEN starts_at = ?10 THEN ack_by ELSE NULL END,
+               ack_memo = CASE WHEN starts_at = ?10 THEN ack_memo ELSE NULL END,
+               ack_at = CASE WHEN starts_at = ?10 THEN ack_at ELSE NULL END,
+               status = ?2, alertname = ?3, severity = ?4, instance = ?5, source = ?6,
+               labels = ?7, annotations = ?8, generator_url = ?9, starts_at = ?10,
+               ends_at = ?11, last_seen = ?12
+             WHERE id = ?1",
+        )?;
+        let mut insert = tx.prepare_cached(
             "INSERT INTO alerts (fingerprint, status, alertname, severity, instance, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)
-             ",
-            alert_upsert_on_conflict!()
-        ))?;
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?12)",
+        )?;
         for w in &write.alerts {
+            let fp = w.alert.fingerprint.as_str();
             let label = |k: &str| w.alert.labels.get(k).map(String::as_str).unwrap_or("");
-            upsert.execute(params![
-                w.alert.fingerprint.as_str(),
-                w.status.as_str(),
-                label("alertname"),
-                label("severity"),
-                label("instance"),
-                w.alert.source.as_str(),
-                serde_json::to_string(&w.alert.labels).unwrap_or_else(|_| "{}".into()),
-                serde_json::to_string(&w.alert.annotations).unwrap_or_else(|_| "{}".into()),
-                w.alert.generator_url.as_deref(),
-                to_micros(w.starts_at),
-                w.ends_at.map(to_micros),
-                now_us,
-            ])?;
+            let labels = serde_json::to_string(&w.alert.labels).unwrap_or_else(|_| "{}".into());
+            let annotations =
+                serde_json::to_string(&w.alert.annotations).unwrap_or_else(|_| "{}".into());
+            let updated = match id_of(&added, fp) {
+                Some(id) => {
+                    update.execute(params![
+                        id,
+                        w.status.as_str(),
+                        label("alertname"),
+                        label("severity"),
+                        label("instance"),
+                        w.alert.source.as_str(),
+                        labels,
+                        annotations,
+                        w.alert.generator_url.as_deref(),
+                        to_micros(w.starts_at),
+                        w.ends_at.map(to_micros),
+                        now_us,
+                    ])? == 1
+                }
+                None => false,
+            };
+            if !updated {
+                insert.execute(params![
+                    fp,
+                    w.status.as_str(),
+                    label("alertname"),
+                    label("severity"),
+                    label("instance"),
+                    w.alert.source.as_str(),
+                    labels,
+                    annotations,
+                    w.alert.generator_url.as_deref(),
+                    to_micros(w.starts_at),
+                    w.ends_at.map(to_micros),
+                    now_us,
+                ])?;
+                added.insert(fp, tx.last_insert_rowid());
+            }
         }
         let mut event = tx.prepare_cached(
-            "INSERT INTO events (alert_id, alertname, status, at)
-             VALUES ((SELECT id FROM alerts WHERE fingerprint = ?1), ?2, ?3, ?4)",
+            "INSERT INTO events (alert_id, alertname, status, at) VALUES (?1, ?2, ?3, ?4)",
         )?;
         for e in &write.events {
-            event.execute(params![
-                e.fingerprint.as_str(),
-                e.alertname,
-                e.status.as_str(),
-                now_us
-            ])?;
+            let id = id_of(&added, e.fingerprint.as_str()).ok_or_else(|| {
+                StoreError::Corrupt(format!("event for unknown alert {}", e.fingerprint))
+            })?;
+            event.execute(params![id, e.alertname, e.status.as_str(), now_us])?;
         }
         let mut note = tx.prepare_cached(
             "INSERT INTO notifications (channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
@@ -259,8 +318,25 @@ fn ingest_blocking(
             ])?;
         }
     }
+    ids.add_pending(added);
     Ok(write.per_request)
 }
+
+/// Claims: the oldest due entries of a channel, moved to the lease end.
+const CLAIM_ANY: &str = "UPDATE notifications SET claimed_until = ?1, next_attempt_at = ?1, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM notifications WHERE channel = ?2 AND state = 'pending' AND next_attempt_at <= ?3
+                  ORDER BY next_attempt_at, id LIMIT ?4)
+     RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error";
+const CLAIM_EXCEPT: &str = "UPDATE notifications SET claimed_until = ?1, next_attempt_at = ?1, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM notifications WHERE channel = ?2 AND state = 'pending' AND next_attempt_at <= ?3
+                  AND destination NOT IN (SELECT value FROM json_each(?5))
+                  ORDER BY next_attempt_at, id LIMIT ?4)
+     RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error";
+const CLAIM_ONLY: &str = "UPDATE notifications SET claimed_until = ?1, next_attempt_at = ?1, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM notifications WHERE channel = ?2 AND state = 'pending' AND next_attempt_at <= ?3
+                  AND destination = ?5
+                  ORDER BY next_attempt_at, id LIMIT ?4)
+     RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error";
 
 read_methods!(SqliteStore, {
     async fn ingest(
@@ -269,7 +345,8 @@ read_methods!(SqliteStore, {
         planner: Arc<dyn NotificationPlanner>,
         now: DateTime<Utc>,
     ) -> Result<Vec<usize>, StoreError> {
-        self.write_with(move |conn| ingest_blocking(conn, &requests, planner.as_ref(), now))
+        let ids = self.ids.clone();
+        self.write_with(move |conn| ingest_blocking(conn, &requests, planner.as_ref(), now, &ids))
             .await
     }
 
@@ -279,35 +356,51 @@ read_methods!(SqliteStore, {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
+        filter: DestinationFilter<'_>,
     ) -> Result<Vec<Notification>, StoreError> {
+        // One fixed statement per filter kind (cached); the destinations to
+        // skip go as one JSON array.
+        let (sql, dest): (&'static str, Option<String>) = match filter {
+            DestinationFilter::Any => (CLAIM_ANY, None),
+            DestinationFilter::Except([]) => (CLAIM_ANY, None),
+            DestinationFilter::Except(skip) => (
+                CLAIM_EXCEPT,
+                Some(serde_json::to_string(skip).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+            ),
+            DestinationFilter::Only(d) => (CLAIM_ONLY, Some(d.to_string())),
+        };
         let channel = channel.to_string();
         self.write_with(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE notifications SET claimed_until = ?1, next_attempt_at = ?1, attempts = attempts + 1
-                 WHERE id IN (SELECT id FROM notifications WHERE channel = ?2 AND state = 'pending' AND next_attempt_at <= ?3
-                              ORDER BY next_attempt_at, id LIMIT ?4)
-                 RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error",
-            )?;
+            let mut stmt = conn.prepare_cached(sql)?;
             // The payload is read apart: RETURNING sees only the updated table.
             let mut payload = conn.prepare_cached(
                 "SELECT payload FROM notification_payloads WHERE notification_id = ?1",
             )?;
-            let rows = stmt.query_map(params![to_micros(lease_until), channel, to_micros(now), i64::from(limit)], |r| {
-                Ok(NotificationRow {
-                    id: r.get(0)?,
-                    channel: r.get(1)?,
-                    destination: r.get(2)?,
-                    state: r.get(3)?,
-                    attempts: r.get(4)?,
-                    parts_done: r.get(5)?,
-                    created_at: r.get(6)?,
-                    next_attempt_at: r.get(7)?,
-                    sent_at: r.get(8)?,
-                    last_error: r.get(9)?,
-                    payload: String::new(),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+            let bind = params![
+                to_micros(lease_until),
+                channel,
+                to_micros(now),
+                i64::from(limit),
+                dest
+            ];
+            let bind = if dest.is_some() { bind } else { &bind[..4] };
+            let rows = stmt
+                .query_map(bind, |r| {
+                    Ok(NotificationRow {
+                        id: r.get(0)?,
+                        channel: r.get(1)?,
+                        destination: r.get(2)?,
+                        state: r.get(3)?,
+                        attempts: r.get(4)?,
+                        parts_done: r.get(5)?,
+                        created_at: r.get(6)?,
+                        next_attempt_at: r.get(7)?,
+                        sent_at: r.get(8)?,
+                        last_error: r.get(9)?,
+                        payload: String::new(),
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
             let mut out = Vec::with_capacity(rows.len());
             for mut row in rows {
                 row.payload = payload.query_row(params![row.id], |r| r.get(0))?;
@@ -406,6 +499,37 @@ read_methods!(SqliteStore, {
                 )?
                 .execute(params![to_micros(now), id])?;
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn count_due(
+        &self,
+        channel: &str,
+        destination: &str,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        self.sql_count_due(channel, destination, now).await
+    }
+
+    async fn upsert_contacts(
+        &self,
+        contacts: &[crate::contacts::Contact],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let contacts = contacts.to_vec();
+        self.write_with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO contacts (name, email, telegram, groups, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET email = excluded.email, telegram = excluded.telegram,
+                 groups = excluded.groups, updated_at = excluded.updated_at",
+            )?;
+            for c in &contacts {
+                let groups = serde_json::to_string(&c.groups)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                stmt.execute(params![c.name, c.email, c.telegram, groups, to_micros(now)])?;
+            }
+            Ok(())
         })
         .await
     }

@@ -85,7 +85,12 @@ const QUIET_GAP: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl WriterHandle {
     /// Starts the thread that owns `conn`.
-    pub(super) fn spawn(conn: rusqlite::Connection) -> Result<Self, StoreError> {
+    /// Starts the writer thread. `transaction_ended` is told, on that thread
+    /// and before the next transaction begins, whether each one committed.
+    pub(super) fn spawn(
+        conn: rusqlite::Connection,
+        transaction_ended: TransactionEnded,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(8192);
         let token = Arc::new(());
         let alive = Arc::downgrade(&token);
@@ -95,7 +100,7 @@ impl WriterHandle {
             .name("sqlite-writer".into())
             .spawn(move || {
                 let _token = token;
-                run(conn, rx, &asked);
+                run(conn, rx, &asked, &transaction_ended);
             })
             .map_err(|e| StoreError::Corrupt(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self {
@@ -144,7 +149,15 @@ impl WriterHandle {
     }
 }
 
-fn run(conn: rusqlite::Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, catch_up: &AtomicU8) {
+/// Called with whether a group transaction committed.
+pub(super) type TransactionEnded = Box<dyn Fn(bool) + Send>;
+
+fn run(
+    conn: rusqlite::Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    catch_up: &AtomicU8,
+    transaction_ended: &TransactionEnded,
+) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_JOBS);
     loop {
         let waiting = std::time::Instant::now();
@@ -183,6 +196,7 @@ fn run(conn: rusqlite::Connection, mut rx: mpsc::Receiver<Box<dyn Job>>, catch_u
             tracing::error!(error = %e, "SQLite commit failed");
             let _ = conn.execute_batch("ROLLBACK");
         }
+        transaction_ended(commit.is_ok());
         for job in jobs.drain(..) {
             job.finish(commit.clone());
         }

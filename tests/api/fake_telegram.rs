@@ -96,6 +96,8 @@ pub struct SentMessage {
     /// `parse_mode` as posted, if the parameter was present.
     pub parse_mode: Option<String>,
     pub message_id: i64,
+    /// When the fake accepted it.
+    pub at: std::time::Instant,
     /// Every parameter as the Bot API saw it (JSON non-strings as JSON text),
     /// e.g. `reply_markup`, `disable_notification`, `link_preview_options`.
     pub params: BTreeMap<String, String>,
@@ -513,6 +515,7 @@ async fn send_message(shared: &Shared, params: Vec<(String, Vec<u8>)>) -> Respon
             plain_text: accepted.plain_text.clone(),
             parse_mode: accepted.parse_mode,
             message_id,
+            at: std::time::Instant::now(),
             params: accepted.params,
         });
         message_id

@@ -96,10 +96,12 @@ pub struct TestApp {
 pub const FAST_DELIVERY: &str =
     "delivery: { max_attempts: 3, retry_initial: 50ms, retry_max: 200ms, timeout: 2s }\n";
 
-/// YAML for a Telegram channel pointing at a fake.
+/// YAML for a Telegram channel pointing at a fake. Pacing is off: these
+/// tests look at each notification's own message; tests/api/pacing.rs
+/// covers the platform limits and backlog summaries.
 pub fn telegram_channel(name: &str, fake: &FakeTelegram, chat_ids: &[&str]) -> String {
     format!(
-        "  - name: {name}\n    type: telegram\n    bot_token: \"{}\"\n    api_url: {}\n    chat_ids: [{}]\n",
+        "  - name: {name}\n    type: telegram\n    pacing: false\n    bot_token: \"{}\"\n    api_url: {}\n    chat_ids: [{}]\n",
         fake.token(),
         fake.api_url(),
         chat_ids.join(", ")

@@ -307,3 +307,68 @@ async fn concurrent_copies_of_a_new_alert_notify_once(db: Db) {
     assert_eq!(mentions, 1, "the shared alert is announced once");
 }
 both_dbs!(concurrent_copies_of_a_new_alert_notify_once);
+
+/// Dedup survives a restart: what is stored is known again (SQLite keeps its
+/// fingerprint index in memory and rebuilds it from the table at start).
+async fn a_restart_remembers_every_alert(db: Db) {
+    let fake = FakeTelegram::start("3:restart").await;
+    let yaml = format!(
+        "{FAST_DELIVERY}channels:\n{}",
+        telegram_channel("oncall", &fake, &["1"])
+    );
+    let app = TestApp::spawn(db, &yaml).await;
+    let alerts = vec![
+        am_alert("DiskFull", "db1:9100", "firing"),
+        am_alert("NodeDown", "web1:9100", "firing"),
+    ];
+    app.post_ok(&am_payload(alerts.clone())).await;
+    fake.wait_for_messages(1, std::time::Duration::from_secs(10))
+        .await;
+    let before = app.alerts().await;
+    let (dir, url, schema) = app.stop().await;
+
+    let app = TestApp::spawn_with_storage(dir, url, schema, &yaml).await;
+    app.post_ok(&am_payload(alerts)).await;
+    let after = app.alerts().await;
+    assert_eq!(
+        after.len(),
+        2,
+        "no second row for a known alert: {after:#?}"
+    );
+    let mut ids: Vec<&Value> = after.iter().map(|a| &a["id"]).collect();
+    let mut old: Vec<&Value> = before.iter().map(|a| &a["id"]).collect();
+    ids.sort_by_key(|v| v.to_string());
+    old.sort_by_key(|v| v.to_string());
+    assert_eq!(ids, old);
+    let id = after[0]["id"].as_str().unwrap_or_default().to_string();
+    let (status, one) = app.get_json(&format!("/api/v1/alerts/{id}")).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], id.as_str());
+    let (_, events) = app.get_json("/api/v1/events?limit=50").await;
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(2),
+        "{events}"
+    );
+    // Re-sent firing alerts are seen, not notified again.
+    app.post_ok(&am_payload(vec![am_alert(
+        "DiskFull", "db1:9100", "resolved",
+    )]))
+    .await;
+    let msgs = fake
+        .wait_for_messages(2, std::time::Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        msgs.len(),
+        2,
+        "one firing message before, one resolved after"
+    );
+    assert!(
+        msgs[1].plain_text.contains("RESOLVED"),
+        "{}",
+        msgs[1].plain_text
+    );
+    let (status, _) = app.get_json("/api/v1/alerts/0123456789abcdef").await;
+    assert_eq!(status, 404);
+}
+both_dbs!(a_restart_remembers_every_alert);

@@ -1,12 +1,20 @@
 //! alertrelay tested from outside: real HTTP, real databases, fake clouds.
 
+#[path = "../common/mod.rs"]
+mod common;
+mod fake_slack;
 mod fake_telegram;
+mod fake_wecom;
 mod helpers;
+mod smtp_server;
 mod webhook_sink;
 
 mod api;
+mod chat_channels;
 mod delivery;
+mod email;
 mod ingest;
 mod migrations;
+mod pacing;
 mod proxy;
 mod webhook;

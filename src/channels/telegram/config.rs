@@ -5,6 +5,7 @@ use secrecy::SecretString;
 use crate::channels::{is_empty_list, is_false, ChannelContext};
 use crate::config::yaml::Value;
 use crate::config::{Map, Walker};
+use crate::template::MessageTemplate;
 
 use super::client::TelegramClient;
 use super::TelegramChannel;
@@ -104,10 +105,18 @@ impl TelegramConfig {
     }
 
     /// The live channel.
-    pub(crate) fn build(&self, http: reqwest::Client, ctx: ChannelContext) -> TelegramChannel {
+    pub(crate) fn build(
+        &self,
+        name: &str,
+        http: reqwest::Client,
+        template: Option<MessageTemplate>,
+        ctx: ChannelContext,
+    ) -> TelegramChannel {
         TelegramChannel {
             client: TelegramClient::new(http, &self.api_url, self.bot_token.clone()),
+            name: name.to_string(),
             chat_ids: self.chat_ids.clone(),
+            template,
             ctx,
         }
     }

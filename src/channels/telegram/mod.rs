@@ -8,16 +8,50 @@ pub use config::{TelegramConfig, DEFAULT_API_URL};
 
 use crate::channels::{ChannelContext, DeliveryError};
 use crate::notification::AlertGroup;
+use crate::template::MessageTemplate;
 use client::{SendError, TelegramClient};
 
 /// A built Telegram channel.
 pub(crate) struct TelegramChannel {
     client: TelegramClient,
+    name: String,
     chat_ids: Vec<String>,
+    /// The operator's template; the default is the block renderer in
+    /// `render.rs`, which can split at alert boundaries.
+    template: Option<MessageTemplate>,
     ctx: ChannelContext,
 }
 
 impl TelegramChannel {
+    /// The parts to send: the operator's template if it renders, else the
+    /// default (logging why).
+    fn parts(&self, group: &AlertGroup) -> Vec<render::Part> {
+        if let Some(t) = &self.template {
+            let ctx = self.ctx.message_context(group, &self.name);
+            match t.render(&ctx) {
+                Ok(html) if !html.trim().is_empty() => {
+                    return render::split_custom(&html, render::PART_BUDGET)
+                }
+                Ok(_) => {
+                    tracing::warn!(channel = %self.name, "template rendered nothing; sending the default message")
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %self.name, error = %e, "template failed; sending the default message")
+                }
+            }
+        }
+        render::split(&render::render(group, &self.ctx), render::PART_BUDGET)
+    }
+
+    /// Every part as it would be sent, separated by a rule.
+    pub(crate) fn preview(&self, group: &AlertGroup) -> String {
+        self.parts(group)
+            .into_iter()
+            .map(|p| p.html)
+            .collect::<Vec<_>>()
+            .join("\n────────\n")
+    }
+
     pub(crate) fn destinations(&self) -> Vec<String> {
         self.chat_ids.clone()
     }
@@ -30,7 +64,7 @@ impl TelegramChannel {
         group: &AlertGroup,
         parts_done: u32,
     ) -> Result<(), DeliveryError> {
-        let parts = render::split(&render::render(group, &self.ctx), render::PART_BUDGET);
+        let parts = self.parts(group);
         for (i, part) in parts.iter().enumerate().skip(parts_done as usize) {
             let done = i as u32;
             let result = match self.client.send_message(chat_id, &part.html, true).await {
@@ -47,6 +81,34 @@ impl TelegramChannel {
                     return Err(DeliveryError::Permanent {
                         reason,
                         parts_done: done,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a backlog summary (one message, split only if it must be).
+    pub(crate) async fn send_summary(
+        &self,
+        chat_id: &str,
+        summary: &crate::notification::BacklogSummary,
+    ) -> Result<(), DeliveryError> {
+        let parts = render::split_custom(&render::summary_html(summary), render::PART_BUDGET);
+        for (i, part) in parts.iter().enumerate() {
+            let result = match self.client.send_message(chat_id, &part.html, true).await {
+                Err(SendError::BadMarkup(_)) => {
+                    self.client.send_message(chat_id, &part.plain, false).await
+                }
+                other => other,
+            };
+            match result {
+                Ok(()) => {}
+                Err(SendError::Delivery(e)) => return Err(with_progress(e, i as u32)),
+                Err(SendError::BadMarkup(reason)) => {
+                    return Err(DeliveryError::Permanent {
+                        reason,
+                        parts_done: i as u32,
                     })
                 }
             }

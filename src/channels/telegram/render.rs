@@ -137,33 +137,10 @@ fn utf16_len(s: &str) -> usize {
     s.encode_utf16().count()
 }
 
-/// "12m", "1h 5m", "2d 3h", "45s".
-pub(crate) fn humanize(d: chrono::Duration) -> String {
-    let secs = d.num_seconds().max(0);
-    let (days, hours, mins, s) = (
-        secs / 86400,
-        secs % 86400 / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-    );
-    match (days, hours, mins) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => {
-            if s == 0 {
-                format!("{m}m")
-            } else {
-                format!("{m}m {s}s")
-            }
-        }
-        (0, h, m) => format!("{h}h {m}m"),
-        (d, h, _) => format!("{d}d {h}h"),
-    }
-}
+use crate::template::humanize;
 
 fn local(t: DateTime<Utc>, ctx: &ChannelContext) -> String {
-    t.with_timezone(&ctx.timezone)
-        .format("%Y-%m-%d %H:%M:%S %Z")
-        .to_string()
+    crate::template::local_time(t, ctx.timezone)
 }
 
 /// Labels shown in their own place, not repeated in the label line.
@@ -343,6 +320,115 @@ pub(crate) fn split(blocks: &[Block], budget: usize) -> Vec<Part> {
         .collect()
 }
 
+/// Splits what an operator's template rendered (Telegram HTML) into parts
+/// at line boundaries. The template owns its markup, so a line too long for
+/// a part is cut at characters; if that cuts a tag, Telegram refuses the
+/// part and it goes as plain text (tags dropped, entities decoded).
+pub(crate) fn split_custom(html: &str, budget: usize) -> Vec<Part> {
+    let mut chunks: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut cur_len = 0usize;
+    for line in html.lines() {
+        let mut pieces: Vec<String> = Vec::new();
+        let mut piece = String::new();
+        let mut piece_len = 0usize;
+        for c in line.chars() {
+            if piece_len + c.len_utf16() > budget.saturating_sub(1) {
+                pieces.push(std::mem::take(&mut piece));
+                piece_len = 0;
+            }
+            piece.push(c);
+            piece_len += c.len_utf16();
+        }
+        pieces.push(piece);
+        for p in pieces {
+            let len = utf16_len(&p) + 1;
+            if cur_len + len > budget && !cur.is_empty() {
+                chunks.push(std::mem::take(&mut cur));
+                cur_len = 0;
+            }
+            if !cur.is_empty() {
+                cur.push('\n');
+            }
+            cur.push_str(&p);
+            cur_len += len;
+        }
+    }
+    if !cur.trim().is_empty() {
+        chunks.push(cur);
+    }
+    let total = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(i, html)| {
+            let html = html.trim_matches('\n').to_string();
+            let plain = strip_tags(&html);
+            if total > 1 {
+                let tag = format!("({}/{}) ", i + 1, total);
+                Part {
+                    html: format!("{tag}{html}"),
+                    plain: format!("{tag}{plain}"),
+                }
+            } else {
+                Part { html, plain }
+            }
+        })
+        .collect()
+}
+
+/// A backlog summary as Telegram HTML (split like a custom template).
+pub(crate) fn summary_html(summary: &crate::notification::BacklogSummary) -> String {
+    const MAX_LINES: usize = 50;
+    let mut out = format!(
+        "📋 <b>{}:</b> {}",
+        summary.count_text(),
+        summary.split_text()
+    );
+    for l in summary.lines(MAX_LINES) {
+        out.push('\n');
+        out.push_str(l.icon);
+        out.push_str(" <b>");
+        out.push_str(&escape(&l.name));
+        out.push_str("</b>");
+        if let Some(sev) = &l.severity {
+            out.push_str(" · ");
+            out.push_str(&escape(sev));
+        }
+        if let Some(i) = &l.instance {
+            out.push_str(" · <code>");
+            out.push_str(&escape(i));
+            out.push_str("</code>");
+        }
+    }
+    if summary.alerts.len() > MAX_LINES {
+        out.push_str(&format!(
+            "\n<i>… and {} more</i>",
+            summary.alerts.len() - MAX_LINES
+        ));
+    }
+    out
+}
+
+/// Telegram HTML to the text it shows: tags dropped, the entities Telegram
+/// knows decoded.
+pub(crate) fn strip_tags(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
 /// Splits one over-long line into lines of at most `budget` units, closing
 /// and reopening its markup at each cut and never cutting an entity.
 fn split_line(line: &Line, budget: usize) -> Vec<Line> {
@@ -397,6 +483,7 @@ mod tests {
             timezone: tz.parse().expect("tz"),
             public_url: Some("https://alerts.example.com".into()),
             timeout: Duration::from_secs(5),
+            contacts: Default::default(),
         }
     }
 
@@ -536,5 +623,64 @@ mod tests {
             humanize(chrono::Duration::seconds(2 * 86400 + 3 * 3600 + 5)),
             "2d 3h"
         );
+    }
+}
+
+#[cfg(test)]
+mod snapshots {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::alert::AlertStatus;
+    use crate::notification::BacklogSummary;
+    use crate::template::sample_group;
+    use crate::template::tests::{hostile_group, resolved_pair, snapshot_now};
+
+    fn ctx() -> ChannelContext {
+        ChannelContext {
+            timezone: "Asia/Shanghai".parse().expect("tz"),
+            public_url: Some("https://alerts.example.com".into()),
+            timeout: Duration::from_secs(5),
+            contacts: Default::default(),
+        }
+    }
+
+    fn show(group: &AlertGroup) -> String {
+        split(&render(group, &ctx()), PART_BUDGET)
+            .into_iter()
+            .map(|p| p.html)
+            .collect::<Vec<_>>()
+            .join("\n──────── next part ────────\n")
+    }
+
+    #[test]
+    fn default_telegram_firing() {
+        insta::assert_snapshot!(show(&sample_group(AlertStatus::Firing, snapshot_now())));
+    }
+
+    #[test]
+    fn default_telegram_resolved_pair() {
+        insta::assert_snapshot!(show(&resolved_pair()));
+    }
+
+    #[test]
+    fn default_telegram_hostile_split_in_full() {
+        let parts = split(&render(&hostile_group(), &ctx()), PART_BUDGET);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| p.html.encode_utf16().count() <= 4096));
+        assert!(parts.iter().all(|p| !p.html.contains("<script>")));
+        insta::assert_snapshot!(show(&hostile_group())
+            .chars()
+            .take(3000)
+            .collect::<String>());
+    }
+
+    #[test]
+    fn backlog_summary() {
+        let mut groups = vec![resolved_pair()];
+        groups.push(sample_group(AlertStatus::Firing, snapshot_now()));
+        groups.push(hostile_group());
+        let s = BacklogSummary::fold(groups.iter());
+        insta::assert_snapshot!(summary_html(&s));
     }
 }

@@ -1,10 +1,11 @@
 //! `type: webhook` settings.
 
 use reqwest::header::HeaderName;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
-use crate::channels::ChannelContext;
+use crate::channels::{secret_http_url, ChannelContext};
 use crate::config::{Map, Walker};
+use crate::template::MessageTemplate;
 
 use super::WebhookChannel;
 
@@ -28,20 +29,7 @@ const RESERVED: &[&str] = &[
 impl WebhookConfig {
     /// Reads the webhook-specific keys of a `channels[i]` mapping.
     pub(crate) fn from_yaml(w: &mut Walker, m: &mut Map) -> Option<WebhookConfig> {
-        let url_line = m.take("url").map(|n| n.line);
-        // `take` above only peeked at the line; `secret` reads `url` or `url_file`.
-        let url = w.secret(m, "url", true);
-        if let Some(u) = &url {
-            match url::Url::parse(u.expose_secret()) {
-                Ok(parsed) if parsed.scheme() == "http" || parsed.scheme() == "https" => {}
-                // The value is not echoed: it may hold a token.
-                _ => w.error(
-                    url_line.unwrap_or(0),
-                    &m.path_of("url"),
-                    "must be an http:// or https:// URL".into(),
-                ),
-            }
-        }
+        let url = secret_http_url(w, m, "url");
         let mut headers = Vec::new();
         if let Some(node) = m.take("headers") {
             let path = m.path_of("headers");
@@ -91,6 +79,7 @@ impl WebhookConfig {
         &self,
         name: &str,
         http: reqwest::Client,
+        template: Option<MessageTemplate>,
         ctx: ChannelContext,
     ) -> WebhookChannel {
         WebhookChannel {
@@ -98,6 +87,7 @@ impl WebhookConfig {
             name: name.to_string(),
             url: self.url.clone(),
             headers: self.headers.clone(),
+            template,
             ctx,
         }
     }

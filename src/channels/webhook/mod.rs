@@ -12,8 +12,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::alert::{AlertStatus, Labels};
-use crate::channels::{describe_http_error, retry_after_header, ChannelContext, DeliveryError};
+use crate::channels::{
+    describe_http_error, http_status_error, retry_after_header, ChannelContext, DeliveryError,
+};
 use crate::notification::AlertGroup;
+use crate::template::MessageTemplate;
 
 /// The `version` field of the body. A change that could break a receiver
 /// (a field removed, renamed or retyped) bumps it; new fields do not.
@@ -29,6 +32,8 @@ pub(crate) struct WebhookChannel {
     pub(super) name: String,
     pub(super) url: SecretString,
     pub(super) headers: Vec<(reqwest::header::HeaderName, SecretString)>,
+    /// Renders the whole body instead of [`WebhookBody`]; must render JSON.
+    pub(super) template: Option<MessageTemplate>,
     pub(super) ctx: ChannelContext,
 }
 
@@ -113,9 +118,46 @@ impl WebhookChannel {
         vec![DESTINATION.to_string()]
     }
 
+    /// The JSON body: the operator's template if it renders valid JSON,
+    /// else the documented [`WebhookBody`].
+    fn body(&self, group: &AlertGroup) -> Result<String, DeliveryError> {
+        if let Some(t) = &self.template {
+            let ctx = self.ctx.message_context(group, &self.name);
+            match t.render(&ctx) {
+                Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(_) => return Ok(text),
+                    Err(e) => {
+                        tracing::warn!(channel = %self.name, error = %e, "template did not render JSON; sending the default body")
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(channel = %self.name, error = %e, "template failed; sending the default body")
+                }
+            }
+        }
+        serde_json::to_string(&WebhookBody::new(
+            &self.name,
+            group,
+            self.ctx.public_url.as_deref(),
+        ))
+        .map_err(|e| DeliveryError::permanent(format!("webhook: cannot encode the body: {e}")))
+    }
+
+    pub(crate) fn preview(&self, group: &AlertGroup) -> Result<String, DeliveryError> {
+        let body = self.body(group)?;
+        Ok(match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(v) => serde_json::to_string_pretty(&v).unwrap_or(body),
+            Err(_) => body,
+        })
+    }
+
     pub(crate) async fn send(&self, group: &AlertGroup) -> Result<(), DeliveryError> {
-        let body = WebhookBody::new(&self.name, group, self.ctx.public_url.as_deref());
-        let mut req = self.http.post(self.url.expose_secret()).json(&body);
+        let body = self.body(group)?;
+        let mut req = self
+            .http
+            .post(self.url.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
         for (name, value) in &self.headers {
             req = req.header(name, value.expose_secret());
         }
@@ -138,17 +180,38 @@ impl WebhookChannel {
         } else {
             format!("webhook: HTTP {}: {excerpt}", status.as_u16())
         };
-        Err(match status.as_u16() {
-            // Timeout, conflict, too early, rate limit: the receiver asks to come back.
-            408 | 409 | 425 | 429 => DeliveryError::transient(reason, retry_after),
-            // The receiver refuses this request; sending it again will not help.
-            400..=499 => DeliveryError::permanent(reason),
-            _ => DeliveryError::transient(reason, retry_after),
-        })
+        Err(http_status_error(status, retry_after, reason))
     }
 
     /// There is no cheap call that proves a webhook works without sending.
     pub(crate) async fn healthcheck(&self) -> Result<String, DeliveryError> {
         Ok("a webhook has no check call; send-test posts a sample".into())
+    }
+}
+
+#[cfg(test)]
+mod snapshots {
+    use crate::template::tests::{hostile_group, resolved_pair};
+
+    use super::WebhookBody;
+
+    #[test]
+    fn webhook_body_resolved_pair() {
+        let g = resolved_pair();
+        let body = WebhookBody::new("audit", &g, Some("https://alerts.example.com"));
+        insta::assert_snapshot!(serde_json::to_string_pretty(&body).unwrap_or_default());
+    }
+
+    #[test]
+    fn webhook_body_hostile_is_plain_json() {
+        let g = hostile_group();
+        let body = WebhookBody::new("audit", &g, None);
+        let text = serde_json::to_string(&body).unwrap_or_default();
+        let back: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(
+            back["alerts"][0]["labels"]["alertname"],
+            "<script>alert('x')</script>"
+        );
+        assert!(back["alerts"][0]["url"].is_null());
     }
 }
