@@ -17,7 +17,7 @@ pub struct Clock {
 
 enum ClockInner {
     System,
-    Manual(Mutex<DateTime<Utc>>),
+    Manual(Mutex<DateTime<Utc>>, tokio::sync::Notify),
 }
 
 impl Clock {
@@ -31,7 +31,10 @@ impl Clock {
     /// A clock that only moves when told to (tests).
     pub fn manual(start: DateTime<Utc>) -> Self {
         Self {
-            inner: Arc::new(ClockInner::Manual(Mutex::new(start))),
+            inner: Arc::new(ClockInner::Manual(
+                Mutex::new(start),
+                tokio::sync::Notify::new(),
+            )),
         }
     }
 
@@ -40,15 +43,30 @@ impl Clock {
         match &*self.inner {
             #[allow(clippy::disallowed_methods)] // the one place allowed to read the wall clock
             ClockInner::System => Utc::now(),
-            ClockInner::Manual(t) => *t.lock().unwrap_or_else(|p| p.into_inner()),
+            ClockInner::Manual(t, _) => *t.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
 
     /// Moves a manual clock forward; a no-op on the system clock.
     pub fn advance(&self, by: Duration) {
-        if let ClockInner::Manual(t) = &*self.inner {
-            let mut guard = t.lock().unwrap_or_else(|p| p.into_inner());
-            *guard += by;
+        if let ClockInner::Manual(t, moved) = &*self.inner {
+            {
+                let mut guard = t.lock().unwrap_or_else(|p| p.into_inner());
+                *guard += by;
+            }
+            // One stored permit: the scheduler sees the move even if it was
+            // busy at that instant.
+            moved.notify_one();
+        }
+    }
+
+    /// Completes when a manual clock is moved forward (the scheduler looks
+    /// at once, so tests need not wait for its tick); never on the system
+    /// clock, whose time the scheduler's tick follows.
+    pub async fn advanced(&self) {
+        match &*self.inner {
+            ClockInner::System => std::future::pending().await,
+            ClockInner::Manual(_, moved) => moved.notified().await,
         }
     }
 }

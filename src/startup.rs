@@ -19,6 +19,8 @@ use crate::config::Config;
 use crate::contacts::ContactBook;
 use crate::deliver::{ChannelTarget, Outbox, OutboxSignal, Planner};
 use crate::ingest::{self, IngestState};
+use crate::route::scheduler::Scheduler;
+use crate::route::silence::SilenceBook;
 use crate::route::Router;
 use crate::store::writer::IngestWriter;
 use crate::store::{self, Store};
@@ -37,6 +39,7 @@ pub struct Application {
     outbox: Outbox,
     channels: Vec<Arc<Channel>>,
     writer_task: JoinHandle<()>,
+    scheduler: Scheduler,
     drain: Duration,
 }
 
@@ -83,7 +86,25 @@ impl Application {
                 send_resolved: c.send_resolved(),
             })
             .collect();
-        let planner = Arc::new(Planner::new(Router::new(&config), targets));
+        let silences = SilenceBook::new(
+            store
+                .live_silences(clock.now())
+                .await
+                .context("cannot read the silences")?,
+        );
+        let planner = Arc::new(Planner::new(
+            Router::new(&config),
+            targets,
+            silences.clone(),
+            clock.clone(),
+        ));
+        let scheduler = Scheduler::new(
+            store.clone(),
+            planner.clone(),
+            silences.clone(),
+            clock.clone(),
+            signal.clone(),
+        );
         let (writer, writer_task) =
             IngestWriter::spawn(store.clone(), planner, clock.clone(), signal.clone());
         let outbox = Outbox::new(
@@ -107,6 +128,7 @@ impl Application {
             channels: Arc::new(names),
             clock,
             signal,
+            silences,
         };
         let router = axum::Router::new()
             .merge(ingest::routes(ingest_state))
@@ -124,6 +146,7 @@ impl Application {
             outbox,
             channels,
             writer_task,
+            scheduler,
             drain: DRAIN_TIMEOUT,
         })
     }
@@ -159,10 +182,12 @@ impl Application {
             outbox,
             channels,
             writer_task,
+            scheduler,
             drain,
         } = self;
         let shutdown = CancellationToken::new();
         let workers = outbox.spawn(channels, shutdown.clone(), drain);
+        let scheduler = scheduler.spawn(shutdown.clone());
         tracing::info!(%address, "alertrelay listening");
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(stop)
@@ -172,6 +197,7 @@ impl Application {
         for w in workers {
             let _ = w.await;
         }
+        let _ = scheduler.await;
         // The router (and with it the last writer handle) is gone: the writer finishes its queue and stops.
         let _ = writer_task.await;
         tracing::info!("stopped");

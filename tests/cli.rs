@@ -225,6 +225,20 @@ fn serve_on_embedded_defaults_stores_alerts_and_stops_cleanly_on_sigterm() {
         .expect("json");
     assert_eq!(alerts["items"][0]["labels"]["alertname"], "Smoke");
 
+    // A second process on the same file is refused at start, saying why
+    // (the fingerprint index lives in the first one's memory).
+    let second = bin()
+        .args(["serve", "-p", &free_port().to_string()])
+        .current_dir(dir.path())
+        .output()
+        .expect("second serve");
+    assert_eq!(second.status.code(), Some(1), "{second:?}");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("in use by another alertrelay process"),
+        "{said}"
+    );
+
     // SAFETY: sending a signal to our own child process.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);

@@ -27,6 +27,7 @@ use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::notification::{AlertGroup, BacklogSummary};
+use crate::route::silence::SilenceBook;
 use crate::route::Router;
 use crate::store::{
     Decided, DestinationFilter, NewNotification, Notification, NotificationPlanner, Store,
@@ -78,15 +79,29 @@ pub struct ChannelTarget {
 /// Turns a request's state changes into outbox entries: per channel and per
 /// new state, one message listing the alerts that changed, counting the
 /// request's other still-firing alerts routed there.
+/// Alerts a silence holds back are planned no message (they are stored all
+/// the same; the scheduler notifies those still firing when it ends).
 pub struct Planner {
     router: Router,
     targets: Vec<ChannelTarget>,
+    silences: SilenceBook,
+    clock: Clock,
 }
 
 impl Planner {
-    /// A planner for these routes and channels.
-    pub fn new(router: Router, targets: Vec<ChannelTarget>) -> Self {
-        Self { router, targets }
+    /// A planner for these routes and channels, minding these silences.
+    pub fn new(
+        router: Router,
+        targets: Vec<ChannelTarget>,
+        silences: SilenceBook,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            router,
+            targets,
+            silences,
+            clock,
+        }
     }
 }
 
@@ -95,9 +110,13 @@ impl NotificationPlanner for Planner {
         // (target index, status) -> alerts, in first-seen order.
         let mut groups: Vec<((usize, AlertStatus), Vec<IncomingAlert>)> = Vec::new();
         let mut still_firing: HashMap<usize, u32> = HashMap::new();
+        let now = self.clock.now();
         for d in alerts {
             let (alert, transition) = (d.alert, &d.transition);
             let labels = alert.match_labels();
+            if self.silences.mutes(&labels, now) {
+                continue;
+            }
             for name in self.router.channels_for(&labels) {
                 let Some(idx) = self.targets.iter().position(|t| t.name == name) else {
                     continue;

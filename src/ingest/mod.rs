@@ -83,7 +83,7 @@ async fn receive(
     result
 }
 
-fn check_json_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
+pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(HttpError::unsupported_media_type(None));
     };

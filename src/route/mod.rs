@@ -4,6 +4,8 @@
 //! is a decision about an alert, none knows how a channel sends.
 
 pub mod matcher;
+pub mod scheduler;
+pub mod silence;
 
 use crate::alert::Labels;
 use crate::config::{Config, RouteConfig};

@@ -32,6 +32,8 @@ use crate::alert::{
 };
 use crate::config::StorageConfig;
 use crate::notification::AlertGroup;
+use crate::route::matcher::Matcher;
+use crate::route::silence::{NewSilence, Silence};
 
 /// A storage failure. Details go to the log, never to HTTP clients.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,9 @@ pub enum StoreError {
     /// The group-commit writer has stopped (shutting down).
     #[error("the storage writer has stopped")]
     WriterGone,
+    /// Another process holds the SQLite file.
+    #[error("{0}")]
+    InUse(String),
 }
 
 /// Opens the configured database and applies migrations.
@@ -346,6 +351,42 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The whole contact book, by name.
     async fn list_contacts(&self) -> Result<Vec<crate::contacts::Contact>, StoreError>;
+    /// Stores a silence; the answer carries its id.
+    async fn create_silence(
+        &self,
+        s: &NewSilence,
+        now: DateTime<Utc>,
+    ) -> Result<Silence, StoreError>;
+    /// Silences, newest first.
+    async fn list_silences(
+        &self,
+        cursor: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Page<Silence>, StoreError>;
+    /// Silences that hold now or will: what the planner's book holds.
+    async fn live_silences(&self, now: DateTime<Utc>) -> Result<Vec<Silence>, StoreError>;
+    /// Ends a silence now (DELETE). `None` when there is no such silence
+    /// or it has already ended.
+    async fn expire_silence(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Silence>, StoreError>;
+    /// Silences that have ended and whose end is not yet handled, leased
+    /// until `lease_until` so one scheduler (of several replicas) takes each.
+    async fn claim_ended_silences(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Silence>, StoreError>;
+    /// Queues what a silence's end notifies and marks the end handled, in
+    /// one transaction.
+    async fn finish_silence(
+        &self,
+        id: i64,
+        notifications: Vec<NewNotification>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// How many ingest batches may be in flight at once (1: one writer).
     fn ingest_parallelism(&self) -> usize {
         1
@@ -487,6 +528,59 @@ pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
 pub(crate) fn from_micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_micros(us)
         .ok_or_else(|| StoreError::Corrupt(format!("timestamp {us}")))
+}
+
+/// The columns of a silence, in the order every query selects them.
+pub(crate) const SILENCE_COLUMNS: &str = "id, matchers, starts_at, ends_at, comment, created_by";
+
+/// A silence row as both databases return it.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct SilenceRow {
+    pub id: i64,
+    pub matchers: String,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+    pub comment: String,
+    pub created_by: String,
+}
+
+impl SilenceRow {
+    pub(crate) fn from_rusqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get(0)?,
+            matchers: row.get(1)?,
+            starts_at: row.get(2)?,
+            ends_at: row.get(3)?,
+            comment: row.get(4)?,
+            created_by: row.get(5)?,
+        })
+    }
+
+    pub(crate) fn into_silence(self) -> Result<Silence, StoreError> {
+        let texts: Vec<String> = serde_json::from_str(&self.matchers)
+            .map_err(|e| StoreError::Corrupt(format!("silence {}: matchers: {e}", self.id)))?;
+        let matchers = texts
+            .iter()
+            .map(|t| {
+                Matcher::parse(t)
+                    .map_err(|e| StoreError::Corrupt(format!("silence {}: {t}: {e}", self.id)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Silence {
+            id: self.id,
+            matchers,
+            starts_at: from_micros(self.starts_at)?,
+            ends_at: self.ends_at.map(from_micros).transpose()?,
+            comment: self.comment,
+            created_by: self.created_by,
+        })
+    }
+}
+
+/// How a new silence's matchers are stored: a JSON array of their texts.
+pub(crate) fn matchers_json(s: &NewSilence) -> String {
+    let texts: Vec<String> = s.matchers.iter().map(ToString::to_string).collect();
+    serde_json::to_string(&texts).unwrap_or_else(|_| "[]".into())
 }
 
 /// An alert row as both databases return it.

@@ -17,10 +17,11 @@ use super::sql::{
     alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
 };
 use super::{
-    plan_batch, to_micros, Current, DestinationFilter, IngestRequest, Notification,
-    NotificationPlanner, StoreError,
+    matchers_json, plan_batch, to_micros, Current, DestinationFilter, IngestRequest,
+    NewNotification, Notification, NotificationPlanner, SilenceRow, StoreError, SILENCE_COLUMNS,
 };
 use crate::alert::Fingerprint;
+use crate::route::silence::{NewSilence, Silence};
 
 /// A PostgreSQL database.
 pub struct PostgresStore {
@@ -145,48 +146,7 @@ impl PostgresStore {
             .execute(&mut *tx)
             .await?;
         }
-        if !write.notifications.is_empty() {
-            let ch: Vec<&str> = write
-                .notifications
-                .iter()
-                .map(|n| n.channel.as_str())
-                .collect();
-            let dest: Vec<&str> = write
-                .notifications
-                .iter()
-                .map(|n| n.destination.as_str())
-                .collect();
-            let st: Vec<&str> = write
-                .notifications
-                .iter()
-                .map(|n| n.group.status.as_str())
-                .collect();
-            let payload: Vec<String> = write
-                .notifications
-                .iter()
-                .map(|n| serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
-                .collect();
-            sqlx::query(
-                // Ids are drawn in arrival order (the outbox sends in id
-                // order) and shared by the row and its payload.
-                "WITH input AS (
-                     SELECT nextval(pg_get_serial_sequence('notifications', 'id')) AS id, c, d, s, p
-                     FROM (SELECT c, d, s, p FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(c, d, s, p, o) ORDER BY o) ordered
-                 ),
-                 rows AS (
-                     INSERT INTO notifications (id, channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
-                     SELECT id, c, d, s, 'pending', 0, 0, $5, $5 FROM input
-                 )
-                 INSERT INTO notification_payloads (notification_id, payload) SELECT id, p FROM input",
-            )
-            .bind(&ch)
-            .bind(&dest)
-            .bind(&st)
-            .bind(&payload)
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_notifications(&mut tx, &write.notifications, now_us).await?;
         tx.commit().await?;
         Ok(write.per_request)
     }
@@ -232,6 +192,50 @@ impl_sql_store!(
     like = "ILIKE",
     skip_locked = " FOR UPDATE SKIP LOCKED"
 );
+
+/// Queues notifications: outbox rows and their payloads, ids drawn in order.
+async fn insert_notifications(
+    tx: &mut Transaction<'_, Postgres>,
+    notifications: &[NewNotification],
+    now_us: i64,
+) -> Result<(), StoreError> {
+    if !notifications.is_empty() {
+        let ch: Vec<&str> = notifications.iter().map(|n| n.channel.as_str()).collect();
+        let dest: Vec<&str> = notifications
+            .iter()
+            .map(|n| n.destination.as_str())
+            .collect();
+        let st: Vec<&str> = notifications
+            .iter()
+            .map(|n| n.group.status.as_str())
+            .collect();
+        let payload: Vec<String> = notifications
+            .iter()
+            .map(|n| serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
+            .collect();
+        sqlx::query(
+                // Ids are drawn in arrival order (the outbox sends in id
+                // order) and shared by the row and its payload.
+                "WITH input AS (
+                     SELECT nextval(pg_get_serial_sequence('notifications', 'id')) AS id, c, d, s, p
+                     FROM (SELECT c, d, s, p FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(c, d, s, p, o) ORDER BY o) ordered
+                 ),
+                 rows AS (
+                     INSERT INTO notifications (id, channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
+                     SELECT id, c, d, s, 'pending', 0, 0, $5, $5 FROM input
+                 )
+                 INSERT INTO notification_payloads (notification_id, payload) SELECT id, p FROM input",
+            )
+            .bind(&ch)
+            .bind(&dest)
+            .bind(&st)
+            .bind(&payload)
+            .bind(now_us)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
 
 read_methods!(PostgresStore, {
     fn ingest_parallelism(&self) -> usize {
@@ -298,5 +302,78 @@ read_methods!(PostgresStore, {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.sql_upsert_contacts(contacts, now).await
+    }
+
+    async fn create_silence(
+        &self,
+        s: &NewSilence,
+        now: DateTime<Utc>,
+    ) -> Result<Silence, StoreError> {
+        let row: SilenceRow = sqlx::query_as(&format!(
+            "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {SILENCE_COLUMNS}"
+        ))
+        .bind(matchers_json(s))
+        .bind(to_micros(s.starts_at))
+        .bind(s.ends_at.map(to_micros))
+        .bind(&s.comment)
+        .bind(&s.created_by)
+        .bind(to_micros(now))
+        .fetch_one(&self.write)
+        .await?;
+        row.into_silence()
+    }
+
+    async fn expire_silence(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Silence>, StoreError> {
+        let row: Option<SilenceRow> = sqlx::query_as(&format!(
+            "UPDATE silences SET ends_at = $1 WHERE id = $2 AND (ends_at IS NULL OR ends_at > $1)
+             RETURNING {SILENCE_COLUMNS}"
+        ))
+        .bind(to_micros(now))
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
+        row.map(SilenceRow::into_silence).transpose()
+    }
+
+    async fn claim_ended_silences(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Silence>, StoreError> {
+        // SKIP LOCKED: replicas claiming at the same moment split the work.
+        let rows: Vec<SilenceRow> = sqlx::query_as(&format!(
+            "UPDATE silences SET end_claimed_until = $1
+             WHERE id IN (SELECT id FROM silences
+                          WHERE end_handled = 0 AND ends_at <= $2
+                            AND (end_claimed_until IS NULL OR end_claimed_until <= $2)
+                          FOR UPDATE SKIP LOCKED)
+             RETURNING {SILENCE_COLUMNS}"
+        ))
+        .bind(to_micros(lease_until))
+        .bind(to_micros(now))
+        .fetch_all(&self.write)
+        .await?;
+        rows.into_iter().map(SilenceRow::into_silence).collect()
+    }
+
+    async fn finish_silence(
+        &self,
+        id: i64,
+        notifications: Vec<NewNotification>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
+        sqlx::query("UPDATE silences SET end_handled = 1, end_claimed_until = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 });

@@ -295,6 +295,44 @@ macro_rules! impl_sql_store {
                     .collect()
             }
 
+            pub(super) async fn sql_list_silences(
+                &self,
+                cursor: Option<&$crate::store::Cursor>,
+                limit: u32,
+            ) -> Result<$crate::store::Page<$crate::route::silence::Silence>, $crate::store::StoreError> {
+                use $crate::store::{Cursor, Page, SilenceRow};
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                qb.push($crate::store::SILENCE_COLUMNS).push(" FROM silences WHERE 1=1");
+                if let Some(Cursor::Id(id)) = cursor {
+                    qb.push(" AND id < ").push_bind(*id);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+                let rows: Vec<SilenceRow> = qb.build_query_as().fetch_all(&self.read).await?;
+                let more = rows.len() > limit as usize;
+                let items = rows
+                    .into_iter()
+                    .take(limit as usize)
+                    .map(SilenceRow::into_silence)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = match (more, items.last()) {
+                    (true, Some(s)) => Some(Cursor::Id(s.id).encode()),
+                    _ => None,
+                };
+                Ok(Page { items, next_cursor })
+            }
+
+            pub(super) async fn sql_live_silences(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<$crate::route::silence::Silence>, $crate::store::StoreError> {
+                use $crate::store::SilenceRow;
+                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT ");
+                qb.push($crate::store::SILENCE_COLUMNS).push(" FROM silences WHERE ends_at IS NULL OR ends_at > ");
+                qb.push_bind($crate::store::to_micros(now)).push(" ORDER BY id");
+                let rows: Vec<SilenceRow> = qb.build_query_as().fetch_all(&self.read).await?;
+                rows.into_iter().map(SilenceRow::into_silence).collect()
+            }
+
             pub(super) async fn sql_outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
                 use $crate::store::{NotificationState, OutboxCount, StoreError};
                 let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -418,6 +456,16 @@ macro_rules! read_methods {
         }
         async fn list_contacts(&self) -> Result<Vec<$crate::contacts::Contact>, $crate::store::StoreError> {
             self.sql_list_contacts().await
+        }
+        async fn list_silences(
+            &self,
+            cursor: Option<&$crate::store::Cursor>,
+            limit: u32,
+        ) -> Result<$crate::store::Page<$crate::route::silence::Silence>, $crate::store::StoreError> {
+            self.sql_list_silences(cursor, limit).await
+        }
+        async fn live_silences(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<$crate::route::silence::Silence>, $crate::store::StoreError> {
+            self.sql_live_silences(now).await
         }
         }
     };

@@ -28,10 +28,12 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    plan_batch, to_micros, Current, DestinationFilter, IngestRequest, Notification,
-    NotificationPlanner, NotificationRow, Store, StoreError,
+    matchers_json, plan_batch, to_micros, Current, DestinationFilter, IngestRequest,
+    NewNotification, Notification, NotificationPlanner, NotificationRow, SilenceRow, Store,
+    StoreError, SILENCE_COLUMNS,
 };
 use crate::alert::Fingerprint;
+use crate::route::silence::{NewSilence, Silence};
 
 /// A SQLite database.
 pub struct SqliteStore {
@@ -42,6 +44,35 @@ pub struct SqliteStore {
     writer: WriterHandle,
     /// Fingerprint → alert id (the table has no index on fingerprint).
     ids: Arc<FingerprintIndex>,
+    /// Held while open: see [`lock_for_this_process`].
+    _lock: std::fs::File,
+}
+
+/// One process per SQLite file: the fingerprint index lives in this
+/// process's memory, so a second process writing the same file would store
+/// a second row for the same alert. An advisory lock on `<file>.lock` says
+/// so at start instead; the operating system drops it when the process
+/// ends, however it ends.
+fn lock_for_this_process(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .map_err(|e| StoreError::InUse(format!("cannot open {}: {e}", name.to_string_lossy())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse(format!(
+            "{} is in use by another alertrelay process; one SQLite file serves one process (use PostgreSQL to run several)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::InUse(format!(
+            "cannot lock {}: {e}",
+            name.to_string_lossy()
+        ))),
+    }
 }
 
 impl SqliteStore {
@@ -60,6 +91,7 @@ impl SqliteStore {
             // +30% alerts/s and a lower p99 (docs/BENCHMARKS.md). Only takes
             // effect when the file is created.
             .pragma("page_size", "1024");
+        let lock = lock_for_this_process(path)?;
         let mut migrator = options.clone().connect().await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&mut migrator)
@@ -101,6 +133,7 @@ impl SqliteStore {
             read,
             writer,
             ids,
+            _lock: lock,
         };
         store.release_all_claims().await?;
         Ok(store)
@@ -298,28 +331,53 @@ fn ingest_blocking(
             })?;
             event.execute(params![id, e.alertname, e.status.as_str(), now_us])?;
         }
-        let mut note = tx.prepare_cached(
-            "INSERT INTO notifications (channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, 'pending', 0, 0, ?4, ?4)",
-        )?;
-        let mut payload = tx.prepare_cached(
-            "INSERT INTO notification_payloads (notification_id, payload) VALUES (?1, ?2)",
-        )?;
-        for n in &write.notifications {
-            note.execute(params![
-                n.channel,
-                n.destination,
-                n.group.status.as_str(),
-                now_us
-            ])?;
-            payload.execute(params![
-                tx.last_insert_rowid(),
-                serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()),
-            ])?;
-        }
+        insert_notifications(tx, &write.notifications, now_us)?;
     }
     ids.add_pending(added);
     Ok(write.per_request)
+}
+
+/// Queues notifications: the outbox row and its payload, written once.
+fn insert_notifications(
+    conn: &rusqlite::Connection,
+    notifications: &[NewNotification],
+    now_us: i64,
+) -> Result<(), StoreError> {
+    let mut note = conn.prepare_cached(
+        "INSERT INTO notifications (channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, 'pending', 0, 0, ?4, ?4)",
+    )?;
+    let mut payload = conn.prepare_cached(
+        "INSERT INTO notification_payloads (notification_id, payload) VALUES (?1, ?2)",
+    )?;
+    for n in notifications {
+        note.execute(params![
+            n.channel,
+            n.destination,
+            n.group.status.as_str(),
+            now_us
+        ])?;
+        payload.execute(params![
+            conn.last_insert_rowid(),
+            serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()),
+        ])?;
+    }
+    Ok(())
+}
+
+/// Runs a query returning silence rows.
+fn query_silences(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Silence>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params, SilenceRow::from_rusqlite)?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.push(r?.into_silence()?);
+    }
+    Ok(out)
 }
 
 /// Claims: the oldest due entries of a channel, moved to the lease end.
@@ -510,6 +568,75 @@ read_methods!(SqliteStore, {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         self.sql_count_due(channel, destination, now).await
+    }
+
+    async fn create_silence(
+        &self,
+        s: &NewSilence,
+        now: DateTime<Utc>,
+    ) -> Result<Silence, StoreError> {
+        let matchers = matchers_json(s);
+        let (starts, ends) = (to_micros(s.starts_at), s.ends_at.map(to_micros));
+        let (comment, by) = (s.comment.clone(), s.created_by.clone());
+        self.write_with(move |conn| {
+            let sql = format!(
+                "INSERT INTO silences (matchers, starts_at, ends_at, comment, created_by, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {SILENCE_COLUMNS}"
+            );
+            query_silences(conn, &sql, params![matchers, starts, ends, comment, by, to_micros(now)])?
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("insert returned no silence".into()))
+        })
+        .await
+    }
+
+    async fn expire_silence(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Silence>, StoreError> {
+        self.write_with(move |conn| {
+            let sql = format!(
+                "UPDATE silences SET ends_at = ?1 WHERE id = ?2 AND (ends_at IS NULL OR ends_at > ?1)
+                 RETURNING {SILENCE_COLUMNS}"
+            );
+            Ok(query_silences(conn, &sql, params![to_micros(now), id])?.pop())
+        })
+        .await
+    }
+
+    async fn claim_ended_silences(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Silence>, StoreError> {
+        self.write_with(move |conn| {
+            let sql = format!(
+                "UPDATE silences SET end_claimed_until = ?1
+                 WHERE end_handled = 0 AND ends_at <= ?2
+                   AND (end_claimed_until IS NULL OR end_claimed_until <= ?2)
+                 RETURNING {SILENCE_COLUMNS}"
+            );
+            query_silences(conn, &sql, params![to_micros(lease_until), to_micros(now)])
+        })
+        .await
+    }
+
+    async fn finish_silence(
+        &self,
+        id: i64,
+        notifications: Vec<NewNotification>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write_with(move |conn| {
+            insert_notifications(conn, &notifications, to_micros(now))?;
+            conn.prepare_cached(
+                "UPDATE silences SET end_handled = 1, end_claimed_until = NULL WHERE id = ?1",
+            )?
+            .execute(params![id])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn upsert_contacts(

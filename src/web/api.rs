@@ -6,10 +6,11 @@
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -17,6 +18,7 @@ use serde_json::json;
 use super::WebState;
 use crate::alert::{AlertStatus, Source};
 use crate::error::HttpError;
+use crate::route::silence::SilenceRequest;
 use crate::store::{AlertFilter, Cursor, NotificationState};
 
 /// Default and largest page size.
@@ -30,6 +32,8 @@ pub(super) fn routes() -> Router<WebState> {
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/notifications", get(list_notifications))
         .route("/api/v1/notifications/{id}/resend", post(resend))
+        .route("/api/v1/silences", get(list_silences).post(create_silence))
+        .route("/api/v1/silences/{id}", delete(delete_silence))
 }
 
 struct Params {
@@ -138,7 +142,11 @@ const FILTERS: &[&str] = &[
     "limit",
 ];
 
-fn alert_json(a: &crate::alert::StoredAlert) -> serde_json::Value {
+fn alert_json(a: &crate::alert::StoredAlert, s: &WebState) -> serde_json::Value {
+    let silenced = s.silences.mutes(
+        &crate::route::scheduler::as_incoming(a).match_labels(),
+        s.clock.now(),
+    );
     json!({
         "id": a.fingerprint,
         "fingerprint": a.fingerprint,
@@ -151,8 +159,7 @@ fn alert_json(a: &crate::alert::StoredAlert) -> serde_json::Value {
         "first_seen": a.first_seen,
         "last_seen": a.last_seen,
         "generator_url": a.generator_url,
-        // Silences arrive in a later issue; nothing can be silenced yet.
-        "silenced": false,
+        "silenced": silenced,
         "ack": a.ack,
     })
 }
@@ -170,7 +177,7 @@ async fn list_alerts(
         .list_alerts(&filter, p.cursor()?.as_ref(), p.limit()?)
         .await
         .map_err(|e| HttpError::unavailable(&e))?;
-    let items: Vec<_> = page.items.iter().map(alert_json).collect();
+    let items: Vec<_> = page.items.iter().map(|a| alert_json(a, &s)).collect();
     Ok(Json(
         json!({ "items": items, "next_cursor": page.next_cursor }),
     ))
@@ -193,7 +200,7 @@ async fn get_alert(
         .list_events(&AlertFilter::default(), Some(&id), None, MAX_LIMIT)
         .await
         .map_err(|e| HttpError::unavailable(&e))?;
-    let mut body = alert_json(&alert);
+    let mut body = alert_json(&alert, &s);
     body["events"] = json!(events.items);
     Ok(Json(body))
 }
@@ -265,5 +272,77 @@ async fn resend(
         Err(HttpError::not_found(format!(
             "no failed notification with id {id}"
         )))
+    }
+}
+
+async fn list_silences(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<impl IntoResponse, HttpError> {
+    s.access.check(&headers)?;
+    let p = Params::new(q, &["cursor", "limit"])?;
+    let page = s
+        .store
+        .list_silences(p.cursor()?.as_ref(), p.limit()?)
+        .await
+        .map_err(|e| HttpError::unavailable(&e))?;
+    let now = s.clock.now();
+    let items: Vec<_> = page.items.iter().map(|x| x.view(now)).collect();
+    Ok(Json(
+        json!({ "items": items, "next_cursor": page.next_cursor }),
+    ))
+}
+
+async fn create_silence(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, HttpError> {
+    let who = s.access.check(&headers)?;
+    crate::ingest::check_json_content_type(&headers)?;
+    let request: SilenceRequest = serde_json::from_slice(&body)
+        .map_err(|e| HttpError::bad_request(format!("not a silence: {e}")))?;
+    let now = s.clock.now();
+    let new = request
+        .check(now, &who)
+        .map_err(|errors| HttpError::bad_request(errors.join("; ")))?;
+    let silence = s
+        .store
+        .create_silence(&new, now)
+        .await
+        .map_err(|e| HttpError::unavailable(&e))?;
+    tracing::info!(silence = silence.id, by = %silence.created_by, "silence created");
+    let view = silence.view(now);
+    s.silences.put(silence);
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn delete_silence(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, HttpError> {
+    s.access.check(&headers)?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| HttpError::bad_request(format!("silence id must be a number, not {id:?}")))?;
+    let now = s.clock.now();
+    match s
+        .store
+        .expire_silence(id, now)
+        .await
+        .map_err(|e| HttpError::unavailable(&e))?
+    {
+        Some(silence) => {
+            tracing::info!(silence = id, "silence deleted");
+            let view = silence.view(now);
+            // Ends here at once; the scheduler notifies what it held back.
+            s.silences.put(silence);
+            Ok(Json(view))
+        }
+        None => Err(HttpError::not_found(format!(
+            "no active or pending silence with id {id}"
+        ))),
     }
 }

@@ -32,6 +32,8 @@ pub struct WebState {
     pub clock: Clock,
     /// Wakes outbox workers after a re-send.
     pub signal: crate::deliver::OutboxSignal,
+    /// The silences the planner minds; the API adds to it at once.
+    pub silences: crate::route::silence::SilenceBook,
 }
 
 /// `/api/v1/*`, `/healthz`, `/readyz`, `/metrics`.

@@ -116,6 +116,13 @@ impl TestApp {
         Self::spawn_with_storage(dir, storage_url, schema, yaml).await
     }
 
+    /// Starts alertrelay on a clock the test moves (windows, silence ends).
+    pub async fn spawn_with_clock(db: Db, yaml: &str, clock: Clock) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (storage_url, schema) = fresh_storage(db, &dir).await;
+        Self::start(dir, storage_url, schema, yaml, clock).await
+    }
+
     /// Starts alertrelay on an existing database (restart tests).
     pub async fn spawn_with_storage(
         dir: TempDir,
@@ -123,12 +130,20 @@ impl TestApp {
         schema: Option<String>,
         yaml: &str,
     ) -> TestApp {
+        Self::start(dir, storage_url, schema, yaml, Clock::system()).await
+    }
+
+    async fn start(
+        dir: TempDir,
+        storage_url: String,
+        schema: Option<String>,
+        yaml: &str,
+        clock: Clock,
+    ) -> TestApp {
         let text = format!("listen: 127.0.0.1:0\nstorage: \"{storage_url}\"\n{yaml}");
         let config = Config::parse(&text, dir.path(), &|_| None)
             .unwrap_or_else(|e| panic!("test config does not check out: {e:?}\n{text}"));
-        let app = Application::build(config, Clock::system())
-            .await
-            .expect("app builds");
+        let app = Application::build(config, clock).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let store = app.store();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

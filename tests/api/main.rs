@@ -17,4 +17,5 @@ mod ingest;
 mod migrations;
 mod pacing;
 mod proxy;
+mod silences;
 mod webhook;
