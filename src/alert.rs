@@ -150,6 +150,10 @@ pub struct IncomingAlert {
     pub generator_url: Option<String>,
     /// Which source.
     pub source: Source,
+    /// Who acknowledged the current incident, as stored: set by ingest so
+    /// later messages about the alert show it; never read from a webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack: Option<Ack>,
 }
 
 impl IncomingAlert {
@@ -303,6 +307,7 @@ mod tests {
             ends_at: None,
             generator_url: None,
             source: Source::Alertmanager,
+            ack: None,
         }
     }
 

@@ -239,6 +239,7 @@ pub fn sample_alert(clock: &Clock) -> IncomingAlert {
         ends_at: None,
         generator_url: None,
         source: Source::Alertmanager,
+        ack: None,
     }
 }
 

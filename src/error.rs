@@ -37,6 +37,13 @@ impl HttpError {
             message: message.into(),
         }
     }
+    /// 409: the request does not fit the resource's state.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::CONFLICT,
+            message: message.into(),
+        }
+    }
     /// 413: body too large.
     pub fn too_large(limit: usize) -> Self {
         Self {

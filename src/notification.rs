@@ -139,6 +139,7 @@ mod tests {
             ends_at: None,
             generator_url: None,
             source: Source::Alertmanager,
+            ack: None,
         }
     }
 

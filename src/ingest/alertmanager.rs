@@ -129,6 +129,7 @@ fn convert(a: AmAlert) -> Result<IncomingAlert, String> {
         ends_at,
         generator_url: a.generator_url.filter(|u| !u.is_empty()),
         source: Source::Alertmanager,
+        ack: None,
     })
 }
 

@@ -101,6 +101,7 @@ impl Scheduler {
                     transition: Transition::Fired,
                     starts_at: a.starts_at,
                     ends_at: None,
+                    ack: a.ack.clone(),
                 })
                 .collect();
             // The planner skips the alerts another silence still holds.
@@ -172,5 +173,6 @@ pub fn as_incoming(a: &StoredAlert) -> IncomingAlert {
         ends_at: a.ends_at,
         generator_url: a.generator_url.clone(),
         source: a.source,
+        ack: a.ack.clone(),
     }
 }

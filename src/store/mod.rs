@@ -83,7 +83,7 @@ pub trait NotificationPlanner: Send + Sync {
 
 /// One received alert and what receiving it meant. Borrowed: a storm of new
 /// alerts is planned without copying each alert again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Decided<'a> {
     /// As received.
     pub alert: &'a IncomingAlert,
@@ -93,6 +93,8 @@ pub struct Decided<'a> {
     pub starts_at: DateTime<Utc>,
     /// End, when resolved.
     pub ends_at: Option<DateTime<Utc>>,
+    /// The incident's acknowledgement, if any.
+    pub ack: Option<Ack>,
 }
 
 impl Decided<'_> {
@@ -101,6 +103,7 @@ impl Decided<'_> {
         let mut a = self.alert.clone();
         a.starts_at = self.starts_at;
         a.ends_at = self.ends_at;
+        a.ack = self.ack.clone();
         a
     }
 }
@@ -351,6 +354,9 @@ pub trait Store: Send + Sync {
     ) -> Result<(), StoreError>;
     /// The whole contact book, by name.
     async fn list_contacts(&self) -> Result<Vec<crate::contacts::Contact>, StoreError>;
+    /// Acknowledges the current incident of a firing alert. False when no
+    /// firing alert has this fingerprint.
+    async fn ack_alert(&self, fingerprint: &str, ack: &Ack) -> Result<bool, StoreError>;
     /// Stores a silence; the answer carries its id.
     async fn create_silence(
         &self,
@@ -421,19 +427,23 @@ pub(crate) struct BatchWrite<'a> {
     pub per_request: Vec<usize>,
 }
 
-/// Current state of an alert as far as dedup needs it, plus its end.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Current state of an alert as far as dedup needs it, plus its end and
+/// acknowledgement (shown in later messages about it).
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Current {
     pub state: AlertState,
     pub ends_at: Option<DateTime<Utc>>,
+    pub ack: Option<Ack>,
 }
 
 impl Current {
-    /// Reads a stored (status, starts_at, ends_at) row.
+    /// Reads a stored (status, starts_at, ends_at, ack_by, ack_memo,
+    /// ack_at) row.
     pub(crate) fn from_row(
         status: &str,
         starts_at: i64,
         ends_at: Option<i64>,
+        ack: (Option<String>, Option<String>, Option<i64>),
     ) -> Result<Self, StoreError> {
         let status = AlertStatus::parse(status)
             .ok_or_else(|| StoreError::Corrupt(format!("status {status}")))?;
@@ -443,6 +453,14 @@ impl Current {
                 starts_at: from_micros(starts_at)?,
             },
             ends_at: ends_at.map(from_micros).transpose()?,
+            ack: match ack {
+                (Some(by), memo, Some(at)) => Some(Ack {
+                    by,
+                    memo: memo.unwrap_or_default(),
+                    at: from_micros(at)?,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -462,8 +480,14 @@ pub(crate) fn plan_batch<'a>(
     for req in requests {
         let mut decided = Vec::with_capacity(req.alerts.len());
         for a in &req.alerts {
-            let cur = existing.get(&a.fingerprint).copied();
-            let t = decide(cur.map(|c| c.state), a);
+            let cur = existing.get(&a.fingerprint).cloned();
+            let t = decide(cur.as_ref().map(|c| c.state), a);
+            // An acknowledgement belongs to its incident: a new one starts
+            // without.
+            let ack = match t {
+                Transition::Seen | Transition::Resolved => cur.as_ref().and_then(|c| c.ack.clone()),
+                _ => None,
+            };
             let (status, starts_at, ends_at) = match (t, cur) {
                 (Transition::Seen, Some(c)) => (c.state.status, c.state.starts_at, c.ends_at),
                 (Transition::Resolved, Some(c)) => (
@@ -483,6 +507,7 @@ pub(crate) fn plan_batch<'a>(
                 Current {
                     state: AlertState { status, starts_at },
                     ends_at,
+                    ack: ack.clone(),
                 },
             );
             let write = AlertWrite {
@@ -510,6 +535,7 @@ pub(crate) fn plan_batch<'a>(
                 transition: t,
                 starts_at,
                 ends_at,
+                ack,
             });
         }
         let notes = planner.plan(&decided);
@@ -729,6 +755,7 @@ mod tests {
             ends_at: None,
             generator_url: None,
             source: Source::Alertmanager,
+            ack: None,
         }
     }
 

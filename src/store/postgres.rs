@@ -20,7 +20,7 @@ use super::{
     matchers_json, plan_batch, to_micros, Current, DestinationFilter, IngestRequest,
     NewNotification, Notification, NotificationPlanner, SilenceRow, StoreError, SILENCE_COLUMNS,
 };
-use crate::alert::Fingerprint;
+use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
 
 /// A PostgreSQL database.
@@ -55,16 +55,17 @@ impl PostgresStore {
         fps.dedup();
         let mut tx = self.write.begin().await?;
         Self::lock_fingerprints(&mut tx, &fps).await?;
-        let rows: Vec<(String, String, i64, Option<i64>)> =
-            sqlx::query_as("SELECT fingerprint, status, starts_at, ends_at FROM alerts WHERE fingerprint = ANY($1)")
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(String, String, i64, Option<i64>, Option<String>, Option<String>, Option<i64>)> =
+            sqlx::query_as("SELECT fingerprint, status, starts_at, ends_at, ack_by, ack_memo, ack_at FROM alerts WHERE fingerprint = ANY($1)")
                 .bind(&fps)
                 .fetch_all(&mut *tx)
                 .await?;
         let mut existing: HashMap<Fingerprint, Current> = HashMap::with_capacity(rows.len());
-        for (fp, status, starts, ends) in rows {
+        for (fp, status, starts, ends, by, memo, at) in rows {
             existing.insert(
                 Fingerprint::new(fp),
-                Current::from_row(&status, starts, ends)?,
+                Current::from_row(&status, starts, ends, (by, memo, at))?,
             );
         }
         let write = plan_batch(existing, requests, planner, now);
@@ -302,6 +303,19 @@ read_methods!(PostgresStore, {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.sql_upsert_contacts(contacts, now).await
+    }
+
+    async fn ack_alert(&self, fingerprint: &str, ack: &Ack) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE alerts SET ack_by = $1, ack_memo = $2, ack_at = $3 WHERE fingerprint = $4 AND status = 'firing'",
+        )
+        .bind(&ack.by)
+        .bind(&ack.memo)
+        .bind(to_micros(ack.at))
+        .bind(fingerprint)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn create_silence(

@@ -32,7 +32,7 @@ use super::{
     NewNotification, Notification, NotificationPlanner, NotificationRow, SilenceRow, Store,
     StoreError, SILENCE_COLUMNS,
 };
-use crate::alert::Fingerprint;
+use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
 
 /// A SQLite database.
@@ -233,8 +233,9 @@ fn ingest_blocking(
     let id_of = |added: &IdMap, fp: &str| added.get(fp).or_else(|| ids.current_id(fp));
     let mut existing: HashMap<Fingerprint, Current> = HashMap::new();
     {
-        let mut select =
-            tx.prepare_cached("SELECT status, starts_at, ends_at FROM alerts WHERE id = ?1")?;
+        let mut select = tx.prepare_cached(
+            "SELECT status, starts_at, ends_at, ack_by, ack_memo, ack_at FROM alerts WHERE id = ?1",
+        )?;
         for a in requests.iter().flat_map(|r| r.alerts.iter()) {
             if existing.contains_key(&a.fingerprint) {
                 continue;
@@ -249,13 +250,18 @@ fn ingest_blocking(
                         r.get::<_, String>(0)?,
                         r.get::<_, i64>(1)?,
                         r.get::<_, Option<i64>>(2)?,
+                        (
+                            r.get::<_, Option<String>>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, Option<i64>>(5)?,
+                        ),
                     ))
                 })
                 .optional()?;
-            if let Some((status, starts, ends)) = row {
+            if let Some((status, starts, ends, ack)) = row {
                 existing.insert(
                     a.fingerprint.clone(),
-                    Current::from_row(&status, starts, ends)?,
+                    Current::from_row(&status, starts, ends, ack)?,
                 );
             }
         }
@@ -568,6 +574,22 @@ read_methods!(SqliteStore, {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         self.sql_count_due(channel, destination, now).await
+    }
+
+    async fn ack_alert(&self, fingerprint: &str, ack: &Ack) -> Result<bool, StoreError> {
+        let Some(id) = self.alert_id(fingerprint).await? else {
+            return Ok(false);
+        };
+        let (by, memo, at) = (ack.by.clone(), ack.memo.clone(), to_micros(ack.at));
+        self.write_with(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE alerts SET ack_by = ?1, ack_memo = ?2, ack_at = ?3 WHERE id = ?4 AND status = 'firing'",
+                )?
+                .execute(params![by, memo, at, id])?;
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn create_silence(

@@ -184,6 +184,19 @@ pub struct AlertView {
     pub generator_url: Option<String>,
     /// The alert in alertrelay (needs `public_url`).
     pub url: Option<String>,
+    /// Who acknowledged this incident: `{by, memo, at_local}`, or none.
+    pub ack: Option<AckView>,
+}
+
+/// An acknowledgement as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AckView {
+    /// Who.
+    pub by: String,
+    /// Their memo (may be empty).
+    pub memo: String,
+    /// When, in the configured zone.
+    pub at_local: String,
 }
 
 /// Labels shown in their own place, not repeated among `other_labels`.
@@ -267,6 +280,11 @@ impl AlertView {
             duration_seconds: duration.map(|d| d.num_seconds().max(0)),
             generator_url: a.generator_url.clone(),
             url: public_url.map(|base| format!("{base}/alerts/{}", a.fingerprint)),
+            ack: a.ack.as_ref().map(|k| AckView {
+                by: k.by.clone(),
+                memo: k.memo.clone(),
+                at_local: local_time(k.at, tz),
+            }),
         }
     }
 }
@@ -539,6 +557,7 @@ pub fn sample_group(status: AlertStatus, now: DateTime<Utc>) -> AlertGroup {
             ends_at: resolved.then_some(now),
             generator_url: Some("http://prometheus:9090/graph?g0.expr=disk".into()),
             source: crate::alert::Source::Alertmanager,
+            ack: None,
         }],
         others_firing: if resolved { 0 } else { 2 },
     }

@@ -59,6 +59,7 @@ pub(crate) fn hostile_group() -> AlertGroup {
             ends_at: None,
             generator_url: Some("http://prom/graph?g0.expr=a<b&x=\"1\"".into()),
             source: Source::Alertmanager,
+            ack: None,
         }],
         others_firing: 1,
     }
@@ -72,6 +73,12 @@ pub(crate) fn resolved_pair() -> AlertGroup {
     second.fingerprint = Fingerprint::from_labels(&second.labels);
     second.starts_at = now() - chrono::Duration::hours(26);
     g.alerts.push(second);
+    // The first was acknowledged, with a memo that needs escaping everywhere.
+    g.alerts[0].ack = Some(crate::alert::Ack {
+        by: "li wei".into(),
+        memo: "swapped <disk> & *rebooted* _now_".into(),
+        at: now() - chrono::Duration::minutes(30),
+    });
     g.others_firing = 1;
     g
 }

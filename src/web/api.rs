@@ -29,6 +29,7 @@ pub(super) fn routes() -> Router<WebState> {
     Router::new()
         .route("/api/v1/alerts", get(list_alerts))
         .route("/api/v1/alerts/{id}", get(get_alert))
+        .route("/api/v1/alerts/{id}/ack", post(ack_alert))
         .route("/api/v1/events", get(list_events))
         .route("/api/v1/notifications", get(list_notifications))
         .route("/api/v1/notifications/{id}/resend", post(resend))
@@ -345,4 +346,69 @@ async fn delete_silence(
             "no active or pending silence with id {id}"
         ))),
     }
+}
+
+/// `POST /api/v1/alerts/{id}/ack` takes this. Unknown fields are refused.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckRequest {
+    #[serde(default)]
+    memo: String,
+    /// Who; the caller's identity otherwise.
+    by: Option<String>,
+}
+
+/// Longest memo or name accepted.
+const MAX_ACK_TEXT: usize = 1000;
+
+async fn ack_alert(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<impl IntoResponse, HttpError> {
+    let who = s.access.check(&headers)?;
+    crate::ingest::check_json_content_type(&headers)?;
+    let request: AckRequest = serde_json::from_slice(&body)
+        .map_err(|e| HttpError::bad_request(format!("not an acknowledgement: {e}")))?;
+    let by = request.by.filter(|b| !b.trim().is_empty()).unwrap_or(who);
+    if request.memo.chars().count() > MAX_ACK_TEXT || by.chars().count() > MAX_ACK_TEXT {
+        return Err(HttpError::bad_request(format!(
+            "memo and by: at most {MAX_ACK_TEXT} characters"
+        )));
+    }
+    let alert = s
+        .store
+        .get_alert(&id)
+        .await
+        .map_err(|e| HttpError::unavailable(&e))?
+        .ok_or_else(|| HttpError::not_found(format!("no alert with id {id:?}")))?;
+    if alert.status != AlertStatus::Firing {
+        return Err(HttpError::conflict(format!(
+            "alert {id} is resolved: there is nothing to acknowledge"
+        )));
+    }
+    let ack = crate::alert::Ack {
+        by,
+        memo: request.memo,
+        at: s.clock.now(),
+    };
+    if !s
+        .store
+        .ack_alert(&id, &ack)
+        .await
+        .map_err(|e| HttpError::unavailable(&e))?
+    {
+        return Err(HttpError::conflict(format!(
+            "alert {id} resolved meanwhile: there is nothing to acknowledge"
+        )));
+    }
+    tracing::info!(alert = %id, by = %ack.by, "alert acknowledged");
+    let alert = s
+        .store
+        .get_alert(&id)
+        .await
+        .map_err(|e| HttpError::unavailable(&e))?
+        .ok_or_else(|| HttpError::not_found(format!("no alert with id {id:?}")))?;
+    Ok(Json(alert_json(&alert, &s)))
 }

@@ -9,6 +9,7 @@ mod helpers;
 mod smtp_server;
 mod webhook_sink;
 
+mod ack;
 mod api;
 mod chat_channels;
 mod delivery;

@@ -36,6 +36,7 @@ async fn migrate_to_first_release(db: Db, url: &str) {
             ends_at: None,
             generator_url: None,
             source: Source::Alertmanager,
+            ack: None,
         }],
         others_firing: 0,
     };

@@ -195,6 +195,18 @@ fn alert_block(a: &IncomingAlert, status: AlertStatus, ctx: &ChannelContext) -> 
         _ => format!("🕒 since {}", local(a.starts_at, ctx)),
     };
     lines.push(Line(vec![Span::text(when)]));
+    if let Some(ack) = &a.ack {
+        let mut line = vec![
+            Span::text("✋ acknowledged by "),
+            Span::bold(ack.by.clone()),
+        ];
+        if !ack.memo.trim().is_empty() {
+            line.push(Span::text(": "));
+            line.push(Span::italic(ack.memo.trim().to_string()));
+        }
+        line.push(Span::text(format!(" ({})", local(ack.at, ctx))));
+        lines.push(Line(line));
+    }
     let others: Vec<String> = a
         .labels
         .iter()
@@ -511,6 +523,7 @@ mod tests {
             ends_at: None,
             generator_url: Some("http://prom:9090/graph?g0.expr=up&x=\"1\"".into()),
             source: Source::Alertmanager,
+            ack: None,
         }
     }
 

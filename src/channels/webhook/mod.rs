@@ -74,6 +74,9 @@ pub struct WebhookAlert<'a> {
     /// The alert in alertrelay (`public_url` + `/alerts/{fingerprint}`);
     /// null without `public_url`.
     pub url: Option<String>,
+    /// `{"by", "memo", "at"}` when the incident was acknowledged, else null
+    /// (a new field of version 1).
+    pub ack: Option<&'a crate::alert::Ack>,
 }
 
 impl<'a> WebhookBody<'a> {
@@ -92,6 +95,7 @@ impl<'a> WebhookBody<'a> {
                 ends_at: a.ends_at,
                 generator_url: a.generator_url.as_deref(),
                 url: public_url.map(|base| format!("{base}/alerts/{}", a.fingerprint)),
+                ack: a.ack.as_ref(),
             })
             .collect();
         let mut common_labels: BTreeMap<&str, &str> = BTreeMap::new();
