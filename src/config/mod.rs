@@ -204,6 +204,35 @@ pub struct RouteConfig {
     pub channels: Vec<String>,
     /// Keep evaluating later routes after this one matched.
     pub continue_matching: bool,
+    /// Labels whose values split a webhook's changed alerts into messages
+    /// (empty: one message per channel and state; `...`: one per alert).
+    pub group_by: GroupBy,
+}
+
+/// How a route splits the alerts that changed together into messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum GroupBy {
+    /// All of them in one message (per channel and state).
+    #[default]
+    Together,
+    /// One message per distinct value of these labels.
+    Labels(Vec<String>),
+    /// `group_by: ['...']`: one message per alert.
+    EachAlert,
+}
+
+impl GroupBy {
+    /// The key an alert's labels give under this grouping.
+    pub fn key(&self, labels: &crate::alert::Labels) -> Vec<Option<String>> {
+        match self {
+            GroupBy::Together => Vec::new(),
+            GroupBy::Labels(names) => names.iter().map(|n| labels.get(n).cloned()).collect(),
+            GroupBy::EachAlert => labels
+                .iter()
+                .flat_map(|(k, v)| [Some(k.clone()), Some(v.clone())])
+                .collect(),
+        }
+    }
 }
 
 /// The whole checked configuration.
@@ -670,13 +699,11 @@ fn route_from_yaml(
         Some(b) => w.bool(b, &format!("{path}.continue")).unwrap_or(false),
         None => false,
     };
-    for key in [
-        "group_by",
-        "group_wait",
-        "repeat_interval",
-        "throttle",
-        "digest",
-    ] {
+    let group_by = match m.take("group_by") {
+        Some(list) => group_by_from_yaml(w, list, &format!("{path}.group_by")),
+        None => GroupBy::Together,
+    };
+    for key in ["group_wait", "repeat_interval", "throttle", "digest"] {
         m.not_supported_yet(w, key);
     }
     m.finish(w);
@@ -684,7 +711,53 @@ fn route_from_yaml(
         matchers,
         channels,
         continue_matching,
+        group_by,
     })
+}
+
+fn group_by_from_yaml(w: &mut Walker, node: &yaml::Node, path: &str) -> GroupBy {
+    let mut names: Vec<String> = Vec::new();
+    for (j, item) in w.list(node, path).unwrap_or_default().iter().enumerate() {
+        let ipath = format!("{path}[{j}]");
+        let Some(name) = w.string(item, &ipath) else {
+            continue;
+        };
+        let valid = name == "..."
+            || (!name.is_empty()
+                && name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        if !valid {
+            w.error(
+                item.line,
+                &ipath,
+                format!(
+                    "`{name}` is not a label name (letters, digits, _; or `...` for every label)"
+                ),
+            );
+        } else if names.contains(&name) {
+            w.error(item.line, &ipath, format!("`{name}` is listed twice"));
+        } else {
+            names.push(name);
+        }
+    }
+    if names.iter().any(|n| n == "...") {
+        if names.len() > 1 {
+            w.error(
+                node.line,
+                path,
+                "`...` already groups by every label; list nothing else with it".into(),
+            );
+        }
+        return GroupBy::EachAlert;
+    }
+    if names.is_empty() {
+        GroupBy::Together
+    } else {
+        GroupBy::Labels(names)
+    }
 }
 
 #[cfg(test)]

@@ -124,7 +124,6 @@ fn features_not_built_yet_are_refused_not_ignored() {
         "channels[0].allow_from",
         "channels[1].signing_secret",
         "routes[0].throttle",
-        "routes[0].group_by",
         "routes[0].digest",
         "routes[0].repeat_interval",
     ] {
@@ -450,5 +449,34 @@ fn templates_are_read_and_checked_at_load() {
     assert!(
         errs[1].message.contains("cannot read") && errs[1].message.contains("missing.j2"),
         "{errs:#?}"
+    );
+}
+
+#[test]
+fn group_by_takes_label_names_or_every_label() {
+    let c = parse(&format!(
+        "{TG}routes:\n  - match: []\n    channels: [oncall]\n    group_by: [alertname, instance]\n  - match: []\n    channels: [oncall]\n    group_by: ['...']\n  - match: []\n    channels: [oncall]\n"
+    ))
+    .expect("ok");
+    assert_eq!(
+        c.routes[0].group_by,
+        crate::config::GroupBy::Labels(vec!["alertname".into(), "instance".into()])
+    );
+    assert_eq!(c.routes[1].group_by, crate::config::GroupBy::EachAlert);
+    assert_eq!(c.routes[2].group_by, crate::config::GroupBy::Together);
+    errors(
+        &format!(
+            "{TG}routes:\n  - match: []\n    channels: [oncall]\n    group_by: [alertname, \"bad-name\", alertname]\n"
+        ),
+        &[
+            (9, "routes[0].group_by[1]", "is not a label name"),
+            (9, "routes[0].group_by[2]", "listed twice"),
+        ],
+    );
+    errors(
+        &format!(
+            "{TG}routes:\n  - match: []\n    channels: [oncall]\n    group_by: ['...', job]\n"
+        ),
+        &[(9, "routes[0].group_by", "list nothing else")],
     );
 }

@@ -105,11 +105,17 @@ impl Planner {
     }
 }
 
+/// Which message an alert goes into: channel, state, and the values of the
+/// route's `group_by` labels.
+type GroupKey = (usize, AlertStatus, Vec<Option<String>>);
+
 impl NotificationPlanner for Planner {
     fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification> {
-        // (target index, status) -> alerts, in first-seen order.
-        let mut groups: Vec<((usize, AlertStatus), Vec<IncomingAlert>)> = Vec::new();
-        let mut still_firing: HashMap<usize, u32> = HashMap::new();
+        // Messages in first-seen order, found by key.
+        let mut groups: Vec<(GroupKey, Vec<IncomingAlert>)> = Vec::new();
+        let mut index: HashMap<GroupKey, usize> = HashMap::new();
+        // Unchanged alerts still firing, per channel and group.
+        let mut still_firing: HashMap<(usize, Vec<Option<String>>), u32> = HashMap::new();
         let now = self.clock.now();
         for d in alerts {
             let (alert, transition) = (d.alert, &d.transition);
@@ -117,26 +123,31 @@ impl NotificationPlanner for Planner {
             if self.silences.mutes(&labels, now) {
                 continue;
             }
-            for name in self.router.channels_for(&labels) {
+            for (name, group_by) in self.router.channels_for(&labels) {
                 let Some(idx) = self.targets.iter().position(|t| t.name == name) else {
                     continue;
                 };
                 if transition.notifies() {
-                    let key = (idx, alert.status);
-                    match groups.iter_mut().find(|(k, _)| *k == key) {
-                        Some((_, list)) => list.push(d.shown()),
-                        None => groups.push((key, vec![d.shown()])),
+                    let key = (idx, alert.status, group_by.key(&labels));
+                    match index.get(&key) {
+                        Some(&i) => groups[i].1.push(d.shown()),
+                        None => {
+                            index.insert(key.clone(), groups.len());
+                            groups.push((key, vec![d.shown()]));
+                        }
                     }
                 } else if *transition == Transition::Seen
                     && alert.status == AlertStatus::Firing
                     && d.ends_at.is_none()
                 {
-                    *still_firing.entry(idx).or_default() += 1;
+                    *still_firing
+                        .entry((idx, group_by.key(&labels)))
+                        .or_default() += 1;
                 }
             }
         }
         let mut out = Vec::new();
-        for ((idx, status), list) in groups {
+        for ((idx, status, group_key), list) in groups {
             let target = &self.targets[idx];
             if status == AlertStatus::Resolved && !target.send_resolved {
                 continue;
@@ -144,7 +155,7 @@ impl NotificationPlanner for Planner {
             let group = AlertGroup {
                 status,
                 alerts: list,
-                others_firing: still_firing.get(&idx).copied().unwrap_or(0),
+                others_firing: still_firing.get(&(idx, group_key)).copied().unwrap_or(0),
             };
             for dest in &target.destinations {
                 out.push(NewNotification {

@@ -8,7 +8,7 @@ pub mod scheduler;
 pub mod silence;
 
 use crate::alert::Labels;
-use crate::config::{Config, RouteConfig};
+use crate::config::{Config, GroupBy, RouteConfig};
 
 /// Routes evaluated in order: first match wins unless `continue: true`.
 #[derive(Debug, Clone)]
@@ -26,17 +26,23 @@ impl Router {
         }
     }
 
-    /// Channel names an alert with these labels goes to, each once, in route order.
-    pub fn channels_for(&self, labels: &Labels) -> Vec<&str> {
+    /// Channel names an alert with these labels goes to, each once, in
+    /// route order, with the grouping of the first route that sent it there.
+    pub fn channels_for(&self, labels: &Labels) -> Vec<(&str, &GroupBy)> {
+        static TOGETHER: GroupBy = GroupBy::Together;
         if self.routes.is_empty() {
-            return self.all_channels.iter().map(String::as_str).collect();
+            return self
+                .all_channels
+                .iter()
+                .map(|c| (c.as_str(), &TOGETHER))
+                .collect();
         }
-        let mut out: Vec<&str> = Vec::new();
+        let mut out: Vec<(&str, &GroupBy)> = Vec::new();
         for route in &self.routes {
             if matcher::matches_all(&route.matchers, labels) {
                 for c in &route.channels {
-                    if !out.contains(&c.as_str()) {
-                        out.push(c);
+                    if !out.iter().any(|(name, _)| *name == c.as_str()) {
+                        out.push((c, &route.group_by));
                     }
                 }
                 if !route.continue_matching {

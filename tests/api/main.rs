@@ -14,6 +14,7 @@ mod api;
 mod chat_channels;
 mod delivery;
 mod email;
+mod grouping;
 mod ingest;
 mod migrations;
 mod pacing;
