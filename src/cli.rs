@@ -144,21 +144,35 @@ async fn serve(
     log: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let mut cfg = load(config.as_ref())?;
-    if let Some(h) = host {
-        let ip: IpAddr = if h == "localhost" {
-            IpAddr::from([127, 0, 0, 1])
-        } else {
+    let host: Option<IpAddr> = match host {
+        Some(h) if h == "localhost" => Some(IpAddr::from([127, 0, 0, 1])),
+        Some(h) => Some(
             h.trim_matches(|c| c == '[' || c == ']')
                 .parse()
-                .map_err(|_| anyhow::anyhow!("--host {h:?} is not an IP address"))?
-        };
-        cfg.listen = SocketAddr::new(ip, cfg.listen.port());
-    }
-    if let Some(p) = port {
-        cfg.listen.set_port(p);
-    }
+                .map_err(|_| anyhow::anyhow!("--host {h:?} is not an IP address"))?,
+        ),
+        None => None,
+    };
+    // The command line wins over the file, at start and on every reload.
+    let overrides = move |cfg: &mut Config| {
+        if let Some(ip) = host {
+            cfg.listen = SocketAddr::new(ip, cfg.listen.port());
+        }
+        if let Some(p) = port {
+            cfg.listen.set_port(p);
+        }
+    };
+    overrides(&mut cfg);
+    let source: Option<crate::reload::ConfigSource> = config.map(|path| {
+        Box::new(move || {
+            let mut cfg = Config::load(&path)
+                .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
+            overrides(&mut cfg);
+            Ok(cfg)
+        }) as crate::reload::ConfigSource
+    });
     let _guard = crate::telemetry::init_logging(log.as_deref())?;
-    let app = Application::build(cfg, Clock::system()).await?;
+    let app = Application::build_with_source(cfg, Clock::system(), source).await?;
     app.run_until_stopped(shutdown_signal()).await
 }
 

@@ -16,6 +16,7 @@ pub mod deliver;
 pub mod error;
 pub mod ingest;
 pub mod notification;
+pub mod reload;
 pub mod route;
 pub mod startup;
 pub mod store;

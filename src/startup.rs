@@ -12,16 +12,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
-use crate::auth::Access;
-use crate::channels::{Channel, ChannelContext};
+use crate::channels::Channel;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::contacts::ContactBook;
-use crate::deliver::{ChannelTarget, Outbox, OutboxSignal, Planner};
+use crate::deliver::OutboxSignal;
 use crate::ingest::{self, IngestState};
+use crate::reload::{self, ConfigSource, Reloader, ReloaderParts};
 use crate::route::scheduler::Scheduler;
 use crate::route::silence::SilenceBook;
-use crate::route::Router;
 use crate::store::writer::IngestWriter;
 use crate::store::{self, Store};
 use crate::telemetry::Metrics;
@@ -36,17 +34,26 @@ pub struct Application {
     address: SocketAddr,
     router: axum::Router,
     store: Arc<dyn Store>,
-    outbox: Outbox,
+    reloader: Arc<Reloader>,
     channels: Vec<Arc<Channel>>,
     writer_task: JoinHandle<()>,
     scheduler: Scheduler,
-    drain: Duration,
 }
 
 impl Application {
     /// Opens storage, builds channels and binds the listener. Any failure
-    /// stops here, before anything is served: nothing half-starts.
+    /// stops here, before anything is served: nothing half-starts. Without
+    /// a config source, `/-/reload` and SIGHUP have nothing to re-read.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        Self::build_with_source(config, clock, None).await
+    }
+
+    /// As [`Application::build`], re-reading `source` on reload.
+    pub async fn build_with_source(
+        config: Config,
+        clock: Clock,
+        source: Option<ConfigSource>,
+    ) -> anyhow::Result<Self> {
         let errors = config.exposure_errors(config.listen);
         if !errors.is_empty() {
             let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -55,99 +62,83 @@ impl Application {
         let store = store::open(&config.storage)
             .await
             .with_context(|| format!("cannot open storage {}", config.storage.redacted()))?;
-        store
-            .upsert_contacts(&config.contacts, clock.now())
-            .await
-            .context("cannot store the config's contacts")?;
-        let contacts = ContactBook::new(
-            store
-                .list_contacts()
-                .await
-                .context("cannot read the contact book")?,
-        );
-        let ctx = ChannelContext {
-            timezone: config.timezone,
-            public_url: config.public_url.clone(),
-            timeout: config.delivery.timeout,
-            contacts,
-        };
-        let mut channels = Vec::new();
-        for c in &config.channels {
-            channels.push(Arc::new(c.build(&ctx)?));
-        }
-        let metrics = Arc::new(Metrics::new());
-        let names: Vec<String> = channels.iter().map(|c| c.name().to_string()).collect();
-        let signal = OutboxSignal::new(&names);
-        let targets = channels
-            .iter()
-            .map(|c| ChannelTarget {
-                name: c.name().to_string(),
-                destinations: c.destinations(),
-                send_resolved: c.send_resolved(),
-            })
-            .collect();
         let silences = SilenceBook::new(
             store
                 .live_silences(clock.now())
                 .await
                 .context("cannot read the silences")?,
         );
-        let planner = Arc::new(Planner::new(
-            Router::new(&config),
-            targets,
-            silences.clone(),
-            clock.clone(),
-        ));
+        let built = reload::build(&config, &store, &silences, &clock)
+            .await
+            .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
+        let metrics = Arc::new(Metrics::new());
+        let names: Vec<String> = built
+            .channels
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        let signal = OutboxSignal::new(&names);
+        let listen = config.listen;
+        let max_body_bytes = config.max_body_bytes;
+        let (reloader, channels) = Reloader::new(ReloaderParts {
+            source,
+            config,
+            built,
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            signal: signal.clone(),
+            silences: silences.clone(),
+            drain: DRAIN_TIMEOUT,
+        });
+        let reloader = Arc::new(reloader);
         let scheduler = Scheduler::new(
             store.clone(),
-            planner.clone(),
+            reloader.planner.clone(),
             silences.clone(),
             clock.clone(),
             signal.clone(),
         );
-        let (writer, writer_task) =
-            IngestWriter::spawn(store.clone(), planner, clock.clone(), signal.clone());
-        let outbox = Outbox::new(
+        let (writer, writer_task) = IngestWriter::spawn(
             store.clone(),
+            reloader.planner.clone(),
             clock.clone(),
-            config.delivery.clone(),
-            metrics.clone(),
             signal.clone(),
         );
 
         let ingest_state = IngestState {
             writer,
-            access: Arc::new(Access::new(config.ingest.clone(), config.listen)),
-            max_body_bytes: config.max_body_bytes,
+            access: reloader.ingest_access.clone(),
+            max_body_bytes,
             metrics: metrics.clone(),
         };
         let web_state = WebState {
             store: store.clone(),
-            access: Arc::new(Access::new(config.ui.clone(), config.listen)),
+            access: reloader.ui_access.clone(),
             metrics,
-            channels: Arc::new(names),
+            channels: reloader.channel_names.clone(),
             clock,
             signal,
             silences,
+            reloader: reloader.clone(),
         };
         let router = axum::Router::new()
             .merge(ingest::routes(ingest_state))
             .merge(web::routes(web_state))
             .layer(TraceLayer::new_for_http());
-        let listener = TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+            .with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
         Ok(Self {
             listener,
             address,
             router,
             store,
-            outbox,
+            reloader,
             channels,
             writer_task,
             scheduler,
-            drain: DRAIN_TIMEOUT,
         })
     }
 
@@ -179,28 +170,59 @@ impl Application {
             address,
             router,
             store: _,
-            outbox,
+            reloader,
             channels,
             writer_task,
             scheduler,
-            drain,
         } = self;
         let shutdown = CancellationToken::new();
-        let workers = outbox.spawn(channels, shutdown.clone(), drain);
+        reloader.start_workers(channels).await;
         let scheduler = scheduler.spawn(shutdown.clone());
+        let hangups = spawn_sighup_reload(reloader.clone(), shutdown.clone());
         tracing::info!(%address, "alertrelay listening");
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(stop)
             .await;
         tracing::info!("shutting down: HTTP closed, draining deliveries");
         shutdown.cancel();
-        for w in workers {
-            let _ = w.await;
-        }
+        let _ = hangups.await;
+        reloader.stop_workers().await;
         let _ = scheduler.await;
         // The router (and with it the last writer handle) is gone: the writer finishes its queue and stops.
         let _ = writer_task.await;
         tracing::info!("stopped");
         served.context("HTTP server failed")
     }
+}
+
+/// SIGHUP re-reads the config, as `POST /-/reload` does; the outcome goes
+/// to the log.
+fn spawn_sighup_reload(reloader: Arc<Reloader>, shutdown: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut hup = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::hangup(),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGHUP; reload with POST /-/reload");
+                    return;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => {
+                        tracing::info!("SIGHUP: re-reading the config");
+                        if let Err(errors) = reloader.reload().await {
+                            tracing::error!(errors = %errors.join("; "), "reload refused; the running config stays");
+                        }
+                    }
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        shutdown.cancelled().await;
+    })
 }

@@ -419,3 +419,85 @@ fn render_prints_each_channel_message_and_a_custom_template() {
     );
     assert!(err.contains("broken.j2:1"), "{err}");
 }
+
+#[test]
+fn sighup_reloads_the_config_file_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let config = dir.path().join("alertrelay.yml");
+    let log = dir.path().join("alertrelay.log");
+    std::fs::write(&config, "storage: sqlite://relay.db\n").expect("config");
+    let mut child = bin()
+        .args(["serve", "-p", &port.to_string(), "-c"])
+        .arg(&config)
+        .arg("-l")
+        .arg(&log)
+        .current_dir(dir.path())
+        .spawn()
+        .expect("spawn");
+    let client = reqwest::blocking::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    let metrics = || {
+        client
+            .get(format!("{url}/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .unwrap_or_default()
+    };
+    let wait_for = |what: &str, check: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !check() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{what}; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("ready", &|| metrics().contains("alertrelay_"));
+    assert!(!metrics().contains("channel=\"audit\""));
+
+    std::fs::write(
+        &config,
+        "storage: sqlite://relay.db\nchannels:\n  - name: audit\n    type: webhook\n    url: http://127.0.0.1:9/hook\n",
+    )
+    .expect("config");
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    wait_for("the new channel in /metrics", &|| {
+        metrics().contains("channel=\"audit\"")
+    });
+
+    std::fs::write(&config, "storage: sqlite://relay.db\nchannels: [\n").expect("config");
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGHUP);
+    }
+    wait_for("the refusal in the log", &|| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("reload refused")
+    });
+    assert!(child.try_wait().expect("wait").is_none(), "still running");
+    assert!(
+        metrics().contains("channel=\"audit\""),
+        "the old config stays"
+    );
+
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+}

@@ -34,34 +34,37 @@ use crate::store::{
 };
 use crate::telemetry::Metrics;
 
-/// Wakes channel workers when the outbox got new entries.
+/// Wakes channel workers when the outbox got new entries. One per process:
+/// a channel added by a reload gets its wake-up the first time its worker
+/// asks for it.
 #[derive(Clone, Default)]
 pub struct OutboxSignal {
-    per_channel: Arc<HashMap<String, Arc<Notify>>>,
+    per_channel: Arc<std::sync::Mutex<HashMap<String, Arc<Notify>>>>,
 }
 
 impl OutboxSignal {
     /// One wake-up per channel name.
     pub fn new(channels: &[String]) -> Self {
-        Self {
-            per_channel: Arc::new(
-                channels
-                    .iter()
-                    .map(|c| (c.clone(), Arc::new(Notify::new())))
-                    .collect(),
-            ),
+        let signal = Self::default();
+        for c in channels {
+            signal.get(c);
         }
+        signal
     }
 
     /// Wakes every worker (a stored permit if it is busy, so none misses it).
     pub fn wake_all(&self) {
-        for n in self.per_channel.values() {
+        for n in self.lock().values() {
             n.notify_one();
         }
     }
 
     fn get(&self, channel: &str) -> Arc<Notify> {
-        self.per_channel.get(channel).cloned().unwrap_or_default()
+        self.lock().entry(channel.to_string()).or_default().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.per_channel.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

@@ -30,7 +30,7 @@ pub struct IngestState {
     /// The group-commit writer.
     pub writer: IngestWriter,
     /// Who may post.
-    pub access: Arc<Access>,
+    pub access: Arc<crate::reload::Live<Access>>,
     /// Largest body accepted.
     pub max_body_bytes: usize,
     /// Counters.

@@ -22,18 +22,20 @@ use crate::telemetry::Metrics;
 pub struct WebState {
     /// Storage.
     pub store: Arc<dyn Store>,
-    /// Who may call /api/v1.
-    pub access: Arc<Access>,
+    /// Who may call /api/v1 (and /-/reload).
+    pub access: Arc<crate::reload::Live<Access>>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Channel names, so /metrics shows a zero for idle ones.
-    pub channels: Arc<Vec<String>>,
+    pub channels: Arc<crate::reload::Live<Vec<String>>>,
     /// Time.
     pub clock: Clock,
     /// Wakes outbox workers after a re-send.
     pub signal: crate::deliver::OutboxSignal,
     /// The silences the planner minds; the API adds to it at once.
     pub silences: crate::route::silence::SilenceBook,
+    /// `/-/reload`.
+    pub reloader: Arc<crate::reload::Reloader>,
 }
 
 /// `/api/v1/*`, `/healthz`, `/readyz`, `/metrics`.
@@ -43,6 +45,7 @@ pub fn routes(state: WebState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/-/reload", axum::routing::post(reload))
         .with_state(state)
 }
 
@@ -65,7 +68,7 @@ async fn readyz(State(state): State<WebState>) -> impl IntoResponse {
 
 async fn metrics(State(state): State<WebState>) -> impl IntoResponse {
     match state.store.outbox_counts().await {
-        Ok(counts) => state.metrics.set_outbox(&state.channels, &counts),
+        Ok(counts) => state.metrics.set_outbox(&state.channels.get(), &counts),
         Err(e) => tracing::warn!(error = %e, "cannot count the outbox for /metrics"),
     }
     (
@@ -75,4 +78,28 @@ async fn metrics(State(state): State<WebState>) -> impl IntoResponse {
         )],
         state.metrics.encode(),
     )
+}
+
+/// `POST /-/reload`: re-reads the config. 200 with a summary, or 400 with
+/// every reason it was refused (the running config stays).
+async fn reload(
+    State(state): State<WebState>,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, crate::error::HttpError> {
+    state.access.check(&headers)?;
+    match state.reloader.reload().await {
+        Ok(summary) => Ok((
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "message": summary })),
+        )),
+        Err(errors) => {
+            tracing::error!(errors = %errors.join("; "), "reload refused; the running config stays");
+            Ok((
+                StatusCode::BAD_REQUEST,
+                Json(
+                    json!({ "error": format!("the new config does not check out; the running one stays:\n{}", errors.join("\n")), "errors": errors }),
+                ),
+            ))
+        }
+    }
 }

@@ -143,7 +143,20 @@ impl TestApp {
         let text = format!("listen: 127.0.0.1:0\nstorage: \"{storage_url}\"\n{yaml}");
         let config = Config::parse(&text, dir.path(), &|_| None)
             .unwrap_or_else(|e| panic!("test config does not check out: {e:?}\n{text}"));
-        let app = Application::build(config, clock).await.expect("app builds");
+        // Reload re-reads `config.yml` in the test's directory, with the
+        // same listen and storage lines (see `write_config`).
+        let file = dir.path().join("config.yml");
+        std::fs::write(&file, yaml).expect("config file");
+        let (base, url) = (dir.path().to_path_buf(), storage_url.clone());
+        let source: alertrelay::reload::ConfigSource = Box::new(move || {
+            let yaml = std::fs::read_to_string(&file).map_err(|e| vec![e.to_string()])?;
+            let text = format!("listen: 127.0.0.1:0\nstorage: \"{url}\"\n{yaml}");
+            Config::parse(&text, &base, &|_| None)
+                .map_err(|errs| errs.iter().map(ToString::to_string).collect())
+        });
+        let app = Application::build_with_source(config, clock, Some(source))
+            .await
+            .expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let store = app.store();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -180,6 +193,12 @@ impl TestApp {
         }
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
         (dir, self.storage_url.clone(), self.schema.take())
+    }
+
+    /// Replaces the config file `/-/reload` re-reads (listen and storage
+    /// are added as at start).
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(self.dir.path().join("config.yml"), yaml).expect("config file");
     }
 
     /// POSTs a body to a path with the given content type and Authorization.

@@ -19,5 +19,6 @@ mod ingest;
 mod migrations;
 mod pacing;
 mod proxy;
+mod reload;
 mod silences;
 mod webhook;
