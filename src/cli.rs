@@ -307,6 +307,7 @@ async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<(
         status: AlertStatus::Firing,
         alerts: vec![sample_alert(&Clock::system())],
         others_firing: 0,
+        reminder: false,
     };
     let mut failed = 0;
     for dest in ch.destinations() {

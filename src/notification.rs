@@ -17,6 +17,10 @@ pub struct AlertGroup {
     /// Other alerts of the same incoming group still firing, unchanged.
     #[serde(default)]
     pub others_firing: u32,
+    /// A `repeat_interval` reminder: the listed alerts are still firing
+    /// and nobody acknowledged them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reminder: bool,
 }
 
 /// What piled up for one destination while its platform's limit held it
@@ -148,6 +152,7 @@ mod tests {
             status: alerts[0].status,
             alerts,
             others_firing: 0,
+            reminder: false,
         }
     }
 

@@ -416,6 +416,7 @@ impl Channel {
                             status,
                             alerts,
                             others_firing: 0,
+                            reminder: false,
                         };
                         self.send(destination, &group, 0).await?;
                     }

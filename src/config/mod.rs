@@ -207,6 +207,8 @@ pub struct RouteConfig {
     /// Labels whose values split a webhook's changed alerts into messages
     /// (empty: one message per channel and state; `...`: one per alert).
     pub group_by: GroupBy,
+    /// Remind this often while an alert stays firing and unacknowledged.
+    pub repeat_interval: Option<Duration>,
 }
 
 /// How a route splits the alerts that changed together into messages.
@@ -703,7 +705,24 @@ fn route_from_yaml(
         Some(list) => group_by_from_yaml(w, list, &format!("{path}.group_by")),
         None => GroupBy::Together,
     };
-    for key in ["group_wait", "repeat_interval", "throttle", "digest"] {
+    let repeat_interval = match m.take("repeat_interval") {
+        Some(v) => {
+            let rpath = format!("{path}.repeat_interval");
+            match w.duration(v, &rpath) {
+                Some(d) if d < Duration::from_secs(60) => {
+                    w.error(
+                        v.line,
+                        &rpath,
+                        "must be at least 1m (a reminder more often than that is a flood)".into(),
+                    );
+                    None
+                }
+                d => d,
+            }
+        }
+        None => None,
+    };
+    for key in ["group_wait", "throttle", "digest"] {
         m.not_supported_yet(w, key);
     }
     m.finish(w);
@@ -712,6 +731,7 @@ fn route_from_yaml(
         channels,
         continue_matching,
         group_by,
+        repeat_interval,
     })
 }
 

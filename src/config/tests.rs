@@ -125,7 +125,6 @@ fn features_not_built_yet_are_refused_not_ignored() {
         "channels[1].signing_secret",
         "routes[0].throttle",
         "routes[0].digest",
-        "routes[0].repeat_interval",
     ] {
         assert!(
             paths
@@ -478,5 +477,27 @@ fn group_by_takes_label_names_or_every_label() {
             "{TG}routes:\n  - match: []\n    channels: [oncall]\n    group_by: ['...', job]\n"
         ),
         &[(9, "routes[0].group_by", "list nothing else")],
+    );
+}
+
+#[test]
+fn repeat_interval_is_a_duration_of_a_minute_or_more() {
+    let c = parse(&format!(
+        "{TG}routes:\n  - match: []\n    channels: [oncall]\n    repeat_interval: 4h\n"
+    ))
+    .expect("ok");
+    assert_eq!(
+        c.routes[0].repeat_interval,
+        Some(std::time::Duration::from_secs(4 * 3600))
+    );
+    errors(
+        &format!("{TG}routes:\n  - match: []\n    channels: [oncall]\n    repeat_interval: 10s\n"),
+        &[(9, "routes[0].repeat_interval", "at least 1m")],
+    );
+    errors(
+        &format!(
+            "{TG}routes:\n  - match: []\n    channels: [oncall]\n    repeat_interval: often\n"
+        ),
+        &[(9, "routes[0].repeat_interval", "not a duration")],
     );
 }

@@ -110,7 +110,7 @@ impl Planner {
 
 /// Which message an alert goes into: channel, state, and the values of the
 /// route's `group_by` labels.
-type GroupKey = (usize, AlertStatus, Vec<Option<String>>);
+type GroupKey = (usize, AlertStatus, Vec<Option<String>>, Option<Duration>);
 
 impl NotificationPlanner for Planner {
     fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification> {
@@ -126,12 +126,20 @@ impl NotificationPlanner for Planner {
             if self.silences.mutes(&labels, now) {
                 continue;
             }
-            for (name, group_by) in self.router.channels_for(&labels) {
-                let Some(idx) = self.targets.iter().position(|t| t.name == name) else {
+            for dest in self.router.channels_for(&labels) {
+                let Some(idx) = self.targets.iter().position(|t| t.name == dest.channel) else {
                     continue;
                 };
+                let group_by = dest.group_by;
                 if transition.notifies() {
-                    let key = (idx, alert.status, group_by.key(&labels));
+                    // Alerts with different reminder intervals go apart: a
+                    // message sets one interval for all it lists.
+                    let key = (
+                        idx,
+                        alert.status,
+                        group_by.key(&labels),
+                        dest.repeat_interval,
+                    );
                     match index.get(&key) {
                         Some(&i) => groups[i].1.push(d.shown()),
                         None => {
@@ -150,7 +158,7 @@ impl NotificationPlanner for Planner {
             }
         }
         let mut out = Vec::new();
-        for ((idx, status, group_key), list) in groups {
+        for ((idx, status, group_key, repeat_every), list) in groups {
             let target = &self.targets[idx];
             if status == AlertStatus::Resolved && !target.send_resolved {
                 continue;
@@ -159,16 +167,50 @@ impl NotificationPlanner for Planner {
                 status,
                 alerts: list,
                 others_firing: still_firing.get(&(idx, group_key)).copied().unwrap_or(0),
+                reminder: false,
             };
             for dest in &target.destinations {
                 out.push(NewNotification {
                     channel: target.name.clone(),
                     destination: dest.clone(),
                     group: group.clone(),
+                    repeat_every,
                 });
             }
         }
         out
+    }
+}
+
+impl Planner {
+    /// A `repeat_interval` reminder of `alerts` (still firing, not
+    /// acknowledged) to every destination of `channel`; queuing it sets
+    /// the next one `every` later. Empty if the channel is gone (reload).
+    pub fn remind(
+        &self,
+        channel: &str,
+        every: Duration,
+        alerts: Vec<IncomingAlert>,
+    ) -> Vec<NewNotification> {
+        let Some(target) = self.targets.iter().find(|t| t.name == channel) else {
+            return Vec::new();
+        };
+        let group = AlertGroup {
+            status: AlertStatus::Firing,
+            alerts,
+            others_firing: 0,
+            reminder: true,
+        };
+        target
+            .destinations
+            .iter()
+            .map(|d| NewNotification {
+                channel: channel.to_string(),
+                destination: d.clone(),
+                group: group.clone(),
+                repeat_every: Some(every),
+            })
+            .collect()
     }
 }
 

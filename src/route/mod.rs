@@ -10,6 +10,17 @@ pub mod silence;
 use crate::alert::Labels;
 use crate::config::{Config, GroupBy, RouteConfig};
 
+/// Where an alert goes, and how, as its first matching route says.
+#[derive(Debug, Clone, Copy)]
+pub struct Destination<'a> {
+    /// Channel name.
+    pub channel: &'a str,
+    /// How alerts that changed together are split into messages.
+    pub group_by: &'a GroupBy,
+    /// Remind this often while it stays firing and unacknowledged.
+    pub repeat_interval: Option<std::time::Duration>,
+}
+
 /// Routes evaluated in order: first match wins unless `continue: true`.
 #[derive(Debug, Clone)]
 pub struct Router {
@@ -27,22 +38,31 @@ impl Router {
     }
 
     /// Channel names an alert with these labels goes to, each once, in
-    /// route order, with the grouping of the first route that sent it there.
-    pub fn channels_for(&self, labels: &Labels) -> Vec<(&str, &GroupBy)> {
+    /// route order, with the grouping and reminder interval of the first
+    /// route that sent it there.
+    pub fn channels_for(&self, labels: &Labels) -> Vec<Destination<'_>> {
         static TOGETHER: GroupBy = GroupBy::Together;
         if self.routes.is_empty() {
             return self
                 .all_channels
                 .iter()
-                .map(|c| (c.as_str(), &TOGETHER))
+                .map(|c| Destination {
+                    channel: c.as_str(),
+                    group_by: &TOGETHER,
+                    repeat_interval: None,
+                })
                 .collect();
         }
-        let mut out: Vec<(&str, &GroupBy)> = Vec::new();
+        let mut out: Vec<Destination<'_>> = Vec::new();
         for route in &self.routes {
             if matcher::matches_all(&route.matchers, labels) {
                 for c in &route.channels {
-                    if !out.iter().any(|(name, _)| *name == c.as_str()) {
-                        out.push((c, &route.group_by));
+                    if !out.iter().any(|d| d.channel == c.as_str()) {
+                        out.push(Destination {
+                            channel: c,
+                            group_by: &route.group_by,
+                            repeat_interval: route.repeat_interval,
+                        });
                     }
                 }
                 if !route.continue_matching {

@@ -1,11 +1,13 @@
-//! Decisions that fall due with time rather than with a webhook: today the
-//! end of a silence (later: throttle windows, reminders, digests).
+//! Decisions that fall due with time rather than with a webhook: the end
+//! of a silence and `repeat_interval` reminders (later: throttle windows,
+//! digests).
 //!
 //! Every decision compares the shared [`Clock`] with state in the database,
 //! so it survives a restart, tests move time instead of sleeping, and with
 //! several replicas the work is claimed with a lease: each silence's end is
 //! handled by one of them, and a crash half-way lets another retry it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +19,8 @@ use super::silence::{Silence, SilenceBook};
 use crate::alert::{AlertStatus, IncomingAlert, StoredAlert, Transition};
 use crate::clock::Clock;
 use crate::deliver::OutboxSignal;
+use crate::deliver::Planner;
+use crate::reload::Live;
 use crate::route::matcher::{matches_all, MatchOp};
 use crate::store::{AlertFilter, Cursor, Decided, NotificationPlanner, Store, StoreError};
 
@@ -29,11 +33,13 @@ const RELOAD_EVERY: chrono::Duration = chrono::Duration::seconds(10);
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// Page size when walking the firing alerts.
 const PAGE: u32 = 500;
+/// Most reminders handled per tick (the rest on the next).
+const REMINDERS_PER_TICK: u32 = 1000;
 
 /// Runs the time-driven decisions.
 pub struct Scheduler {
     store: Arc<dyn Store>,
-    planner: Arc<dyn NotificationPlanner>,
+    planner: Arc<Live<Planner>>,
     silences: SilenceBook,
     clock: Clock,
     signal: OutboxSignal,
@@ -43,7 +49,7 @@ impl Scheduler {
     /// A scheduler over these parts.
     pub fn new(
         store: Arc<dyn Store>,
-        planner: Arc<dyn NotificationPlanner>,
+        planner: Arc<Live<Planner>>,
         silences: SilenceBook,
         clock: Clock,
         signal: OutboxSignal,
@@ -81,6 +87,9 @@ impl Scheduler {
                 }
                 if let Err(e) = self.end_silences(now).await {
                     tracing::error!(error = %e, "cannot handle ended silences; retrying");
+                }
+                if let Err(e) = self.send_reminders(now).await {
+                    tracing::error!(error = %e, "cannot send reminders; retrying");
                 }
             }
         })
@@ -121,6 +130,64 @@ impl Scheduler {
             }
         }
         Ok(ended.len())
+    }
+
+    /// Queues the `repeat_interval` reminders due at `now`: one message per
+    /// channel listing its alerts that still fire in the same incident,
+    /// unacknowledged and not silenced; the reminders of the others are
+    /// dropped (acknowledging stops reminders; a new incident sets a new
+    /// one). Returns how many reminders it looked at.
+    pub async fn send_reminders(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let due = self
+            .store
+            .claim_due_reminders(now, now + LEASE, REMINDERS_PER_TICK)
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut keep: BTreeMap<(String, Duration), Vec<IncomingAlert>> = BTreeMap::new();
+        let mut dropped = Vec::new();
+        for r in &due {
+            let alert = self.store.get_alert(&r.fingerprint).await?;
+            let still = alert.map(|a| as_incoming(&a)).filter(|a| {
+                a.status == AlertStatus::Firing
+                    && a.starts_at == r.starts_at
+                    && a.ack.is_none()
+                    && !self.silences.mutes(&a.match_labels(), now)
+            });
+            match still {
+                Some(a) => keep
+                    .entry((r.channel.clone(), r.every))
+                    .or_default()
+                    .push(a),
+                None => dropped.push((r.channel.clone(), r.fingerprint.clone())),
+            }
+        }
+        let planner = self.planner.get();
+        let mut notifications = Vec::new();
+        for ((channel, every), alerts) in keep {
+            let fps: Vec<String> = alerts.iter().map(|a| a.fingerprint.to_string()).collect();
+            let notes = planner.remind(&channel, every, alerts);
+            if notes.is_empty() {
+                // The channel is gone (a reload removed it).
+                dropped.extend(fps.into_iter().map(|f| (channel.clone(), f)));
+            }
+            notifications.extend(notes);
+        }
+        let queued = notifications.len();
+        tracing::info!(
+            due = due.len(),
+            dropped = dropped.len(),
+            notifications = queued,
+            "reminders"
+        );
+        self.store
+            .finish_reminders(notifications, dropped, now)
+            .await?;
+        if queued > 0 {
+            self.signal.wake_all();
+        }
+        Ok(due.len())
     }
 
     async fn firing_alerts_matching(

@@ -117,6 +117,44 @@ pub struct NewNotification {
     pub destination: String,
     /// What to say.
     pub group: AlertGroup,
+    /// The route's `repeat_interval`: queuing this firing message (re)sets
+    /// a reminder for each of its alerts on this channel.
+    pub repeat_every: Option<std::time::Duration>,
+}
+
+/// A due `repeat_interval` reminder of one alert on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reminder {
+    /// Channel name.
+    pub channel: String,
+    /// The alert.
+    pub fingerprint: String,
+    /// The incident it reminds of (a new incident is a new reminder).
+    pub starts_at: DateTime<Utc>,
+    /// How often.
+    pub every: std::time::Duration,
+}
+
+/// The reminders a firing message sets: (channel, fingerprint, incident
+/// start, interval in microseconds), each once.
+pub(crate) fn reminders_of(notifications: &[NewNotification]) -> Vec<(String, String, i64, i64)> {
+    let mut out: Vec<(String, String, i64, i64)> = Vec::new();
+    for n in notifications {
+        let Some(every) = n.repeat_every else {
+            continue;
+        };
+        if n.group.status != AlertStatus::Firing {
+            continue;
+        }
+        let every_us = i64::try_from(every.as_micros()).unwrap_or(i64::MAX);
+        for a in &n.group.alerts {
+            let key = (n.channel.clone(), a.fingerprint.as_str().to_string());
+            if !out.iter().any(|(c, f, _, _)| (c, f) == (&key.0, &key.1)) {
+                out.push((key.0, key.1, to_micros(a.starts_at), every_us));
+            }
+        }
+    }
+    out
 }
 
 /// Delivery state of a notification.
@@ -357,6 +395,22 @@ pub trait Store: Send + Sync {
     /// Acknowledges the current incident of a firing alert. False when no
     /// firing alert has this fingerprint.
     async fn ack_alert(&self, fingerprint: &str, ack: &Ack) -> Result<bool, StoreError>;
+    /// Reminders due at `now`, leased until `lease_until`.
+    async fn claim_due_reminders(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reminder>, StoreError>;
+    /// Queues reminder messages (which set the next reminder of their
+    /// alerts) and drops the reminders of alerts that no longer need one,
+    /// in one transaction.
+    async fn finish_reminders(
+        &self,
+        notifications: Vec<NewNotification>,
+        dropped: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Stores a silence; the answer carries its id.
     async fn create_silence(
         &self,
@@ -735,7 +789,9 @@ mod tests {
                         status: d.alert.status,
                         alerts: vec![d.shown()],
                         others_firing: 0,
+                        reminder: false,
                     },
+                    repeat_every: None,
                 })
                 .collect()
         }

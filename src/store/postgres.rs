@@ -17,8 +17,9 @@ use super::sql::{
     alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
 };
 use super::{
-    matchers_json, plan_batch, to_micros, Current, DestinationFilter, IngestRequest,
-    NewNotification, Notification, NotificationPlanner, SilenceRow, StoreError, SILENCE_COLUMNS,
+    matchers_json, plan_batch, reminders_of, to_micros, Current, DestinationFilter, IngestRequest,
+    NewNotification, Notification, NotificationPlanner, Reminder, SilenceRow, StoreError,
+    SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -235,6 +236,20 @@ async fn insert_notifications(
             .execute(&mut **tx)
             .await?;
     }
+    for (channel, fp, starts, every) in reminders_of(notifications) {
+        sqlx::query(
+            "INSERT INTO reminders (channel, fingerprint, starts_at, every_us, next_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (channel, fingerprint) DO UPDATE SET starts_at = excluded.starts_at,
+               every_us = excluded.every_us, next_at = excluded.next_at, claimed_until = NULL",
+        )
+        .bind(channel)
+        .bind(fp)
+        .bind(starts)
+        .bind(every)
+        .bind(now_us.saturating_add(every))
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 
@@ -303,6 +318,57 @@ read_methods!(PostgresStore, {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.sql_upsert_contacts(contacts, now).await
+    }
+
+    async fn claim_due_reminders(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        // SKIP LOCKED: replicas claiming at once split the due reminders.
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "UPDATE reminders SET claimed_until = $1
+             WHERE (channel, fingerprint) IN (
+                 SELECT channel, fingerprint FROM reminders
+                 WHERE next_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2)
+                 ORDER BY next_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING channel, fingerprint, starts_at, every_us",
+        )
+        .bind(to_micros(lease_until))
+        .bind(to_micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.write)
+        .await?;
+        rows.into_iter()
+            .map(|(channel, fingerprint, starts, every)| {
+                Ok(Reminder {
+                    channel,
+                    fingerprint,
+                    starts_at: super::from_micros(starts)?,
+                    every: Duration::from_micros(u64::try_from(every).unwrap_or(0)),
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_reminders(
+        &self,
+        notifications: Vec<NewNotification>,
+        dropped: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
+        for (channel, fp) in dropped {
+            sqlx::query("DELETE FROM reminders WHERE channel = $1 AND fingerprint = $2")
+                .bind(channel)
+                .bind(fp)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn ack_alert(&self, fingerprint: &str, ack: &Ack) -> Result<bool, StoreError> {

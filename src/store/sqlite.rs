@@ -28,9 +28,9 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    matchers_json, plan_batch, to_micros, Current, DestinationFilter, IngestRequest,
-    NewNotification, Notification, NotificationPlanner, NotificationRow, SilenceRow, Store,
-    StoreError, SILENCE_COLUMNS,
+    matchers_json, plan_batch, reminders_of, to_micros, Current, DestinationFilter, IngestRequest,
+    NewNotification, Notification, NotificationPlanner, NotificationRow, Reminder, SilenceRow,
+    Store, StoreError, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -368,6 +368,23 @@ fn insert_notifications(
             serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()),
         ])?;
     }
+    let reminders = reminders_of(notifications);
+    if !reminders.is_empty() {
+        let mut remind = conn.prepare_cached(
+            "INSERT INTO reminders (channel, fingerprint, starts_at, every_us, next_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (channel, fingerprint) DO UPDATE SET starts_at = excluded.starts_at,
+               every_us = excluded.every_us, next_at = excluded.next_at, claimed_until = NULL",
+        )?;
+        for (channel, fp, starts, every) in reminders {
+            remind.execute(params![
+                channel,
+                fp,
+                starts,
+                every,
+                now_us.saturating_add(every)
+            ])?;
+        }
+    }
     Ok(())
 }
 
@@ -574,6 +591,64 @@ read_methods!(SqliteStore, {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         self.sql_count_due(channel, destination, now).await
+    }
+
+    async fn claim_due_reminders(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        self.write_with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE reminders SET claimed_until = ?1
+                 WHERE rowid IN (SELECT rowid FROM reminders WHERE next_at <= ?2
+                                   AND (claimed_until IS NULL OR claimed_until <= ?2)
+                                 ORDER BY next_at LIMIT ?3)
+                 RETURNING channel, fingerprint, starts_at, every_us",
+            )?;
+            let rows = stmt.query_map(
+                params![to_micros(lease_until), to_micros(now), limit],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (channel, fingerprint, starts, every) = row?;
+                out.push(Reminder {
+                    channel,
+                    fingerprint,
+                    starts_at: super::from_micros(starts)?,
+                    every: Duration::from_micros(u64::try_from(every).unwrap_or(0)),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish_reminders(
+        &self,
+        notifications: Vec<NewNotification>,
+        dropped: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write_with(move |conn| {
+            insert_notifications(conn, &notifications, to_micros(now))?;
+            let mut drop_row = conn
+                .prepare_cached("DELETE FROM reminders WHERE channel = ?1 AND fingerprint = ?2")?;
+            for (channel, fp) in dropped {
+                drop_row.execute(params![channel, fp])?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn ack_alert(&self, fingerprint: &str, ack: &Ack) -> Result<bool, StoreError> {

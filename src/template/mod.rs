@@ -139,6 +139,8 @@ pub struct MessageContext {
     pub counts: Counts,
     /// Other alerts of the incoming group still firing (not listed).
     pub others_firing: u32,
+    /// A `repeat_interval` reminder: still firing, nobody acknowledged.
+    pub reminder: bool,
     /// The configured IANA zone every `*_local` time is in.
     pub timezone: String,
     /// `public_url` from the config, if set.
@@ -233,6 +235,7 @@ impl MessageContext {
             alerts,
             common_labels,
             others_firing: group.others_firing,
+            reminder: group.reminder,
             timezone: timezone.name().to_string(),
             public_url: public_url.map(str::to_string),
         }
@@ -560,6 +563,7 @@ pub fn sample_group(status: AlertStatus, now: DateTime<Utc>) -> AlertGroup {
             ack: None,
         }],
         others_firing: if resolved { 0 } else { 2 },
+        reminder: false,
     }
 }
 

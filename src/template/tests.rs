@@ -62,6 +62,7 @@ pub(crate) fn hostile_group() -> AlertGroup {
             ack: None,
         }],
         others_firing: 1,
+        reminder: false,
     }
 }
 

@@ -20,5 +20,6 @@ mod migrations;
 mod pacing;
 mod proxy;
 mod reload;
+mod reminders;
 mod silences;
 mod webhook;

@@ -39,6 +39,7 @@ async fn migrate_to_first_release(db: Db, url: &str) {
             ack: None,
         }],
         others_firing: 0,
+        reminder: false,
     };
     let payload = serde_json::to_string(&group).expect("json");
     let rows = [

@@ -308,6 +308,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn default_mail_reminder_says_still_firing() {
+        let mut g = sample_group(AlertStatus::Firing, now());
+        g.reminder = true;
+        let m = channel(None).render(&g).expect("renders");
+        assert_eq!(m.subject, "[STILL FIRING] critical DiskFull on db1:9100");
+        assert!(m.text.starts_with("STILL FIRING (reminder)"), "{}", m.text);
+        assert!(
+            m.html.contains("STILL FIRING &middot; reminder"),
+            "{}",
+            m.html
+        );
+    }
+
+    #[tokio::test]
     async fn default_mail_firing() {
         let m = channel(None)
             .render(&sample_group(AlertStatus::Firing, now()))

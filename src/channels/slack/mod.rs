@@ -293,6 +293,20 @@ mod snapshots {
     }
 
     #[test]
+    fn default_slack_reminder_says_still_firing() {
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.reminder = true;
+        let p = channel().payload(&g).expect("renders");
+        assert!(
+            p["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("⏰ STILL FIRING: DiskFull"),
+            "{p}"
+        );
+    }
+
+    #[test]
     fn default_slack_firing() {
         let p = channel()
             .payload(&sample_group(AlertStatus::Firing, snapshot_now()))

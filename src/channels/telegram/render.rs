@@ -242,6 +242,13 @@ fn alert_block(a: &IncomingAlert, status: AlertStatus, ctx: &ChannelContext) -> 
 pub(crate) fn render(group: &AlertGroup, ctx: &ChannelContext) -> Vec<Block> {
     let n = group.alerts.len();
     let mut header = match group.status {
+        AlertStatus::Firing if group.reminder => {
+            vec![
+                Span::text("⏰ "),
+                Span::bold("STILL FIRING"),
+                Span::text(" · reminder"),
+            ]
+        }
         AlertStatus::Firing => vec![Span::text("🔥 "), Span::bold("FIRING")],
         AlertStatus::Resolved => vec![Span::text("✅ "), Span::bold("RESOLVED")],
     };
@@ -533,6 +540,7 @@ mod tests {
             status: AlertStatus::Firing,
             alerts: vec![alert("DiskFull", "a <b> c")],
             others_firing: 2,
+            reminder: false,
         };
         let parts = split(&render(&g, &ctx("Asia/Shanghai")), PART_BUDGET);
         assert_eq!(parts.len(), 1);
@@ -572,6 +580,7 @@ mod tests {
             status: AlertStatus::Resolved,
             alerts: vec![a],
             others_firing: 0,
+            reminder: false,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         let html = &parts[0].html;
@@ -594,6 +603,7 @@ mod tests {
             status: AlertStatus::Firing,
             alerts,
             others_firing: 0,
+            reminder: false,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         assert!(parts.len() > 3);
@@ -669,6 +679,14 @@ mod snapshots {
     #[test]
     fn default_telegram_firing() {
         insta::assert_snapshot!(show(&sample_group(AlertStatus::Firing, snapshot_now())));
+    }
+
+    #[test]
+    fn default_telegram_reminder() {
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.reminder = true;
+        g.others_firing = 0;
+        insta::assert_snapshot!(show(&g));
     }
 
     #[test]

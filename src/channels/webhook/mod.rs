@@ -52,6 +52,8 @@ pub struct WebhookBody<'a> {
     pub common_labels: BTreeMap<&'a str, &'a str>,
     /// Other alerts of the same incoming group still firing (not listed).
     pub others_firing: u32,
+    /// A `repeat_interval` reminder (still firing, not acknowledged).
+    pub reminder: bool,
 }
 
 /// One alert of the body.
@@ -113,6 +115,7 @@ impl<'a> WebhookBody<'a> {
             alerts,
             common_labels,
             others_firing: group.others_firing,
+            reminder: group.reminder,
         }
     }
 }

@@ -211,6 +211,17 @@ mod tests {
     }
 
     #[test]
+    fn default_wecom_reminder_says_still_firing() {
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.reminder = true;
+        let text = channel().render(&g).expect("renders");
+        assert!(
+            text.starts_with("<font color=\"warning\">**⏰ STILL FIRING"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn default_wecom_firing() {
         let text = channel()
             .render(&sample_group(AlertStatus::Firing, snapshot_now()))
