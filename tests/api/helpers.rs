@@ -133,6 +133,18 @@ impl TestApp {
         Self::start(dir, storage_url, schema, yaml, Clock::system()).await
     }
 
+    /// Starts alertrelay again on an existing database with a clock the
+    /// test moves (restart in the middle of a window).
+    pub async fn spawn_with_storage_and_clock(
+        dir: TempDir,
+        storage_url: String,
+        schema: Option<String>,
+        yaml: &str,
+        clock: Clock,
+    ) -> TestApp {
+        Self::start(dir, storage_url, schema, yaml, clock).await
+    }
+
     async fn start(
         dir: TempDir,
         storage_url: String,

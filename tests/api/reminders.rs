@@ -128,3 +128,37 @@ async fn a_firing_alert_is_reminded_until_acknowledged_or_resolved(db: Db) {
     assert_eq!(fake.messages().len(), 6, "{:#?}", fake.messages());
 }
 both_dbs!(a_firing_alert_is_reminded_until_acknowledged_or_resolved);
+
+/// The reminder is a row in the database: a restart in the middle of the
+/// interval keeps it, and a reminder that fell due while the service was
+/// down goes out when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reminder_survives_a_restart() {
+    let fake = FakeTelegram::start("9:remind-restart").await;
+    let clock = Clock::manual(Clock::system().now());
+    let yaml = format!(
+        "{FAST_DELIVERY}channels:\n{}routes:\n  - match: []\n    channels: [oncall]\n    repeat_interval: 1h\n",
+        telegram_channel("oncall", &fake, &["42"])
+    );
+    let app = TestApp::spawn_with_clock(Db::Sqlite, &yaml, clock.clone()).await;
+    app.post_ok(&am_payload(vec![am_alert(
+        "NodeDown", "db1:9100", "firing",
+    )]))
+    .await;
+    fake.wait_for_messages(1, WAIT).await;
+    app.wait_notifications("sent", 1, WAIT).await;
+    clock.advance(chrono::Duration::minutes(30));
+    let (dir, url, schema) = app.stop().await;
+    // Down for an hour: the reminder falls due meanwhile.
+    clock.advance(chrono::Duration::hours(1));
+    let app = TestApp::spawn_with_storage_and_clock(dir, url, schema, &yaml, clock.clone()).await;
+    // The scheduler's first look, on its own tick.
+    let msgs = fake.wait_for_messages(2, WAIT).await;
+    assert!(
+        msgs[1].plain_text.starts_with("⏰ STILL FIRING"),
+        "{}",
+        msgs[1].plain_text
+    );
+    assert!(lists(&msgs[1], "db1:9100"));
+    drop(app);
+}

@@ -308,3 +308,33 @@ async fn a_silence_holds_across_a_restart() {
     );
     assert_eq!(alert_on(&app, "n1:1").await["silenced"], true);
 }
+
+/// A silence that ran out while alertrelay was stopped: its still-firing
+/// alert is notified when the service is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_that_ends_while_stopped_is_handled_at_start() {
+    let fake = FakeTelegram::start("9:silence-down").await;
+    let clock = Clock::manual(Clock::system().now());
+    let app = TestApp::spawn_with_clock(Db::Sqlite, &yaml(&fake), clock.clone()).await;
+    let (status, _) = post_silence(
+        &app,
+        &json!({ "matchers": ["instance=\"db1:9100\""], "duration": "10m" }),
+    )
+    .await;
+    assert_eq!(status, 201);
+    app.post_ok(&am_payload(vec![am_alert(
+        "NodeDown", "db1:9100", "firing",
+    )]))
+    .await;
+    let (dir, url, schema) = app.stop().await;
+    assert!(fake.messages().is_empty(), "silenced: nothing sent");
+    clock.advance(chrono::Duration::minutes(15));
+    let _app =
+        TestApp::spawn_with_storage_and_clock(dir, url, schema, &yaml(&fake), clock.clone()).await;
+    let msgs = fake.wait_for_messages(1, WAIT).await;
+    assert!(
+        msgs[0].plain_text.contains("db1:9100"),
+        "{}",
+        msgs[0].plain_text
+    );
+}
