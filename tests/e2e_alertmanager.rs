@@ -125,6 +125,22 @@ use common::free_port;
 
 /// Polls `url` until it answers 200, failing with the process's logs if it
 /// dies or takes longer than `timeout`.
+/// Waits for alertrelay, then starts a real Alertmanager posting to it and
+/// waits for that too.
+async fn relay_then_alertmanager(
+    http: &reqwest::Client,
+    relay_proc: &mut Proc,
+    relay: &str,
+    am_bin: &std::path::Path,
+    dir: &std::path::Path,
+) -> (Proc, String) {
+    let ready = Duration::from_secs(30);
+    wait_ready(http, relay_proc, &format!("{relay}/readyz"), ready).await;
+    let (mut am_proc, am) = start_alertmanager(am_bin, dir, relay);
+    wait_ready(http, &mut am_proc, &format!("{am}/-/ready"), ready).await;
+    (am_proc, am)
+}
+
 async fn wait_ready(http: &reqwest::Client, proc: &mut Proc, url: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
     loop {
@@ -389,21 +405,8 @@ async fn real_alertmanager_notifies_once_per_change() {
     let fake = FakeTelegram::start(TOKEN).await;
 
     let (mut relay_proc, relay) = start_alertrelay(dir.path(), &fake);
-    wait_ready(
-        &http,
-        &mut relay_proc,
-        &format!("{relay}/readyz"),
-        Duration::from_secs(30),
-    )
-    .await;
-    let (mut am_proc, am) = start_alertmanager(&am_bin, dir.path(), &relay);
-    wait_ready(
-        &http,
-        &mut am_proc,
-        &format!("{am}/-/ready"),
-        Duration::from_secs(30),
-    )
-    .await;
+    let (am_proc, am) =
+        relay_then_alertmanager(&http, &mut relay_proc, &relay, &am_bin, dir.path()).await;
 
     // Like Prometheus: every firing alert is posted again each evaluation
     // (1s here), with endsAt a few minutes ahead.
@@ -713,21 +716,8 @@ async fn real_alertmanager_reaches_mail_wecom_slack_and_a_webhook() {
     let ca = ca.to_str().expect("utf-8 path");
     let (mut relay_proc, relay) =
         start_alertrelay_with(dir.path(), &rest, &[("SSL_CERT_FILE", ca)]);
-    wait_ready(
-        &http,
-        &mut relay_proc,
-        &format!("{relay}/readyz"),
-        Duration::from_secs(30),
-    )
-    .await;
-    let (mut am_proc, am) = start_alertmanager(&am_bin, dir.path(), &relay);
-    wait_ready(
-        &http,
-        &mut am_proc,
-        &format!("{am}/-/ready"),
-        Duration::from_secs(30),
-    )
-    .await;
+    let (mut am_proc, am) =
+        relay_then_alertmanager(&http, &mut relay_proc, &relay, &am_bin, dir.path()).await;
 
     let start = now();
     let mut disk = am_alert(

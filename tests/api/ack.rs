@@ -12,23 +12,12 @@ use crate::helpers::{am_alert, am_payload, telegram_channel, Db, TestApp, FAST_D
 const WAIT: Duration = Duration::from_secs(20);
 
 async fn ack(app: &TestApp, id: &str, body: &Value) -> (u16, Value) {
-    let resp = app
-        .http
-        .post(format!("{}/api/v1/alerts/{id}/ack", app.address))
-        .json(body)
-        .send()
+    app.send_json("POST", &format!("/api/v1/alerts/{id}/ack"), Some(body))
         .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
 }
 
 async fn alert_on(app: &TestApp, instance: &str) -> Value {
-    let (status, body) = app
-        .get_json(&format!("/api/v1/alerts?instance={instance}"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["items"][0].clone()
+    app.alert_on(instance).await
 }
 
 async fn an_ack_shows_in_the_api_and_in_later_messages_until_a_new_incident(db: Db) {

@@ -43,13 +43,7 @@ impl FakeSlack {
         let app = Router::new()
             .route("/services/{*path}", post(hook))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::common::serve_on_loopback(app).await;
         FakeSlack { addr, state }
     }
 
@@ -75,19 +69,7 @@ impl FakeSlack {
     }
 
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<SlackPost> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let got = self.accepted();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {n} Slack posts, have {}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::common::wait_for_items("Slack posts", n, timeout, || self.accepted()).await
     }
 }
 

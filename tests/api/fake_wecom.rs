@@ -54,13 +54,7 @@ impl FakeWecom {
                 async move { robot(State(st), key, q, body).await }
             }),
         );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::common::serve_on_loopback(app).await;
         FakeWecom {
             addr,
             key: key.to_string(),
@@ -93,19 +87,7 @@ impl FakeWecom {
     }
 
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<String> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let got = self.accepted();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {n} robot messages, have {}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::common::wait_for_items("robot messages", n, timeout, || self.accepted()).await
     }
 }
 

@@ -207,6 +207,38 @@ impl TestApp {
         (dir, self.storage_url.clone(), self.schema.take())
     }
 
+    /// Sends `method path` with an optional JSON body; the status and the
+    /// JSON answer (or its text as a string).
+    pub async fn send_json(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let url = format!("{}{path}", self.address);
+        let req = match method {
+            "POST" => self.http.post(url),
+            "DELETE" => self.http.delete(url),
+            "GET" => self.http.get(url),
+            other => panic!("method {other}"),
+        };
+        let req = match body {
+            Some(b) => req.json(b),
+            None => req,
+        };
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The API's view of the alert with this `instance` label.
+    pub async fn alert_on(&self, instance: &str) -> Value {
+        let (status, body) = self
+            .get_json(&format!("/api/v1/alerts?instance={instance}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["items"][0].clone()
+    }
+
     /// Replaces the config file `/-/reload` re-reads (listen and storage
     /// are added as at start).
     pub fn write_config(&self, yaml: &str) {

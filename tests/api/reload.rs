@@ -15,14 +15,7 @@ const DELIVERY: &str =
     "delivery: { max_attempts: 50, retry_initial: 50ms, retry_max: 100ms, timeout: 2s }\n";
 
 async fn reload(app: &TestApp) -> (u16, Value) {
-    let resp = app
-        .http
-        .post(format!("{}/-/reload", app.address))
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    app.send_json("POST", "/-/reload", None).await
 }
 
 async fn a_reload_swaps_routes_and_channels(db: Db) {

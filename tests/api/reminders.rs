@@ -18,10 +18,10 @@ fn lists(m: &SentMessage, instance: &str) -> bool {
 }
 
 async fn id_of(app: &TestApp, instance: &str) -> String {
-    let (_, body) = app
-        .get_json(&format!("/api/v1/alerts?instance={instance}"))
-        .await;
-    body["items"][0]["id"].as_str().expect("id").to_string()
+    app.alert_on(instance).await["id"]
+        .as_str()
+        .expect("id")
+        .to_string()
 }
 
 async fn a_firing_alert_is_reminded_until_acknowledged_or_resolved(db: Db) {
@@ -63,14 +63,14 @@ async fn a_firing_alert_is_reminded_until_acknowledged_or_resolved(db: Db) {
 
     // db1 is acknowledged, db2 resolves: only db3 is reminded of next.
     let db1 = id_of(&app, "db1:9100").await;
-    let resp = app
-        .http
-        .post(format!("{}/api/v1/alerts/{db1}/ack", app.address))
-        .json(&json!({"memo": "on it", "by": "li"}))
-        .send()
-        .await
-        .expect("ack");
-    assert_eq!(resp.status(), 200);
+    let (status, body) = app
+        .send_json(
+            "POST",
+            &format!("/api/v1/alerts/{db1}/ack"),
+            Some(&json!({"memo": "on it", "by": "li"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     app.post_ok(&am_payload(vec![am_alert(
         "NodeDown", "db2:9100", "resolved",
     )]))

@@ -20,36 +20,15 @@ fn yaml(fake: &FakeTelegram) -> String {
 }
 
 async fn post_silence(app: &TestApp, body: &Value) -> (u16, Value) {
-    send(app, "POST", "/api/v1/silences", Some(body)).await
+    app.send_json("POST", "/api/v1/silences", Some(body)).await
 }
 
 async fn send(app: &TestApp, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let url = format!("{}{path}", app.address);
-    let req = match method {
-        "POST" => app.http.post(url),
-        "DELETE" => app.http.delete(url),
-        other => panic!("method {other}"),
-    };
-    let req = match body {
-        Some(b) => req.json(b),
-        None => req,
-    };
-    let resp = req.send().await.expect("request");
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    app.send_json(method, path, body).await
 }
 
-/// The alert's API view, found by its instance.
 async fn alert_on(app: &TestApp, instance: &str) -> Value {
-    let (status, body) = app
-        .get_json(&format!("/api/v1/alerts?instance={instance}"))
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["items"][0].clone()
+    app.alert_on(instance).await
 }
 
 async fn silence_api_checks_what_it_is_given(db: Db) {

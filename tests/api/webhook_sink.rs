@@ -41,13 +41,7 @@ impl WebhookSink {
         let app = Router::new()
             .route("/hook", post(receive))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let addr = crate::common::serve_on_loopback(app).await;
         WebhookSink { addr, state }
     }
 
@@ -71,19 +65,7 @@ impl WebhookSink {
 
     /// Waits until `n` requests arrived.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "expected {n} webhook requests, have {}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::common::wait_for_items("webhook requests", n, timeout, || self.received()).await
     }
 }
 
