@@ -308,6 +308,7 @@ async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<(
         alerts: vec![sample_alert(&Clock::system())],
         others_firing: 0,
         reminder: false,
+        group_key: None,
     };
     let mut failed = 0;
     for dest in ch.destinations() {

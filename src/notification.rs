@@ -21,6 +21,10 @@ pub struct AlertGroup {
     /// and nobody acknowledged them.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reminder: bool,
+    /// Set when the route has `group_wait`: the notifications of one group
+    /// that are pending together go out as one message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_key: Option<String>,
 }
 
 /// What piled up for one destination while its platform's limit held it
@@ -153,6 +157,7 @@ mod tests {
             alerts,
             others_firing: 0,
             reminder: false,
+            group_key: None,
         }
     }
 

@@ -417,6 +417,7 @@ impl Channel {
                             alerts,
                             others_firing: 0,
                             reminder: false,
+                            group_key: None,
                         };
                         self.send(destination, &group, 0).await?;
                     }

@@ -209,6 +209,9 @@ pub struct RouteConfig {
     pub group_by: GroupBy,
     /// Remind this often while an alert stays firing and unacknowledged.
     pub repeat_interval: Option<Duration>,
+    /// Hold a group's first notification this long so alerts of the same
+    /// group from later webhooks join it in one message.
+    pub group_wait: Option<Duration>,
 }
 
 /// How a route splits the alerts that changed together into messages.
@@ -722,7 +725,24 @@ fn route_from_yaml(
         }
         None => None,
     };
-    for key in ["group_wait", "throttle", "digest"] {
+    let group_wait = match m.take("group_wait") {
+        Some(v) => {
+            let gpath = format!("{path}.group_wait");
+            match w.duration(v, &gpath) {
+                Some(d) if d.is_zero() || d > Duration::from_secs(3600) => {
+                    w.error(
+                        v.line,
+                        &gpath,
+                        "must be more than 0s and at most 1h (it holds back the first message of a group)".into(),
+                    );
+                    None
+                }
+                d => d,
+            }
+        }
+        None => None,
+    };
+    for key in ["throttle", "digest"] {
         m.not_supported_yet(w, key);
     }
     m.finish(w);
@@ -732,6 +752,7 @@ fn route_from_yaml(
         continue_matching,
         group_by,
         repeat_interval,
+        group_wait,
     })
 }
 

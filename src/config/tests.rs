@@ -501,3 +501,23 @@ fn repeat_interval_is_a_duration_of_a_minute_or_more() {
         &[(9, "routes[0].repeat_interval", "not a duration")],
     );
 }
+
+#[test]
+fn group_wait_is_a_short_positive_duration() {
+    let c = parse(&format!(
+        "{TG}routes:\n  - match: []\n    channels: [oncall]\n    group_wait: 30s\n"
+    ))
+    .expect("ok");
+    assert_eq!(
+        c.routes[0].group_wait,
+        Some(std::time::Duration::from_secs(30))
+    );
+    errors(
+        &format!("{TG}routes:\n  - match: []\n    channels: [oncall]\n    group_wait: 2h\n"),
+        &[(9, "routes[0].group_wait", "at most 1h")],
+    );
+    errors(
+        &format!("{TG}routes:\n  - match: []\n    channels: [oncall]\n    group_wait: 0s\n"),
+        &[(9, "routes[0].group_wait", "more than 0s")],
+    );
+}

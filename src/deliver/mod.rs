@@ -108,15 +108,34 @@ impl Planner {
     }
 }
 
-/// Which message an alert goes into: channel, state, and the values of the
-/// route's `group_by` labels.
-type GroupKey = (usize, AlertStatus, Vec<Option<String>>, Option<Duration>);
+/// Which message an alert goes into: channel, state, the values of the
+/// route's `group_by` labels, and the route's timing (a message sets one
+/// reminder interval and waits one group_wait for all it lists).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct MessageKey {
+    target: usize,
+    status: AlertStatus,
+    labels: Vec<Option<String>>,
+    repeat_every: Option<Duration>,
+    /// (route, group_wait) when the route waits to gather its group.
+    wait: Option<(usize, Duration)>,
+}
+
+impl MessageKey {
+    /// The identity of a waiting group across webhooks: route, state and
+    /// label values (the outbox merges pending notifications that share it).
+    fn group_key(&self) -> Option<String> {
+        let (route, _) = self.wait?;
+        let labels = serde_json::to_string(&self.labels).unwrap_or_default();
+        Some(format!("{route}|{}|{labels}", self.status.as_str()))
+    }
+}
 
 impl NotificationPlanner for Planner {
     fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification> {
         // Messages in first-seen order, found by key.
-        let mut groups: Vec<(GroupKey, Vec<IncomingAlert>)> = Vec::new();
-        let mut index: HashMap<GroupKey, usize> = HashMap::new();
+        let mut groups: Vec<(MessageKey, Vec<IncomingAlert>)> = Vec::new();
+        let mut index: HashMap<MessageKey, usize> = HashMap::new();
         // Unchanged alerts still firing, per channel and group.
         let mut still_firing: HashMap<(usize, Vec<Option<String>>), u32> = HashMap::new();
         let now = self.clock.now();
@@ -130,16 +149,14 @@ impl NotificationPlanner for Planner {
                 let Some(idx) = self.targets.iter().position(|t| t.name == dest.channel) else {
                     continue;
                 };
-                let group_by = dest.group_by;
                 if transition.notifies() {
-                    // Alerts with different reminder intervals go apart: a
-                    // message sets one interval for all it lists.
-                    let key = (
-                        idx,
-                        alert.status,
-                        group_by.key(&labels),
-                        dest.repeat_interval,
-                    );
+                    let key = MessageKey {
+                        target: idx,
+                        status: alert.status,
+                        labels: dest.group_by.key(&labels),
+                        repeat_every: dest.repeat_interval,
+                        wait: dest.group_wait.map(|w| (dest.route, w)),
+                    };
                     match index.get(&key) {
                         Some(&i) => groups[i].1.push(d.shown()),
                         None => {
@@ -152,29 +169,35 @@ impl NotificationPlanner for Planner {
                     && d.ends_at.is_none()
                 {
                     *still_firing
-                        .entry((idx, group_by.key(&labels)))
+                        .entry((idx, dest.group_by.key(&labels)))
                         .or_default() += 1;
                 }
             }
         }
         let mut out = Vec::new();
-        for ((idx, status, group_key, repeat_every), list) in groups {
-            let target = &self.targets[idx];
-            if status == AlertStatus::Resolved && !target.send_resolved {
+        for (key, list) in groups {
+            let target = &self.targets[key.target];
+            if key.status == AlertStatus::Resolved && !target.send_resolved {
                 continue;
             }
+            let group_key = key.group_key();
             let group = AlertGroup {
-                status,
+                status: key.status,
                 alerts: list,
-                others_firing: still_firing.get(&(idx, group_key)).copied().unwrap_or(0),
+                others_firing: still_firing
+                    .get(&(key.target, key.labels))
+                    .copied()
+                    .unwrap_or(0),
                 reminder: false,
+                group_key,
             };
             for dest in &target.destinations {
                 out.push(NewNotification {
                     channel: target.name.clone(),
                     destination: dest.clone(),
                     group: group.clone(),
-                    repeat_every,
+                    repeat_every: key.repeat_every,
+                    delay: key.wait.map(|(_, w)| w),
                 });
             }
         }
@@ -200,6 +223,7 @@ impl Planner {
             alerts,
             others_firing: 0,
             reminder: true,
+            group_key: None,
         };
         target
             .destinations
@@ -209,6 +233,7 @@ impl Planner {
                 destination: d.clone(),
                 group: group.clone(),
                 repeat_every: Some(every),
+                delay: None,
             })
             .collect()
     }
@@ -220,27 +245,57 @@ impl Planner {
 #[derive(Default)]
 struct DestinationQueues {
     /// Destinations with a send in flight, and what is claimed behind it.
-    busy: HashMap<String, VecDeque<Notification>>,
+    busy: HashMap<String, VecDeque<Bundle>>,
+}
+
+/// Notifications that go out as one message: one, or the members of one
+/// `group_wait` group (same destination and group key), first claimed first.
+type Bundle = Vec<Notification>;
+
+/// Bundles a claim: entries of one `group_wait` group for one destination
+/// join the first of them, in claim order.
+fn bundle(batch: Vec<Notification>) -> Vec<Bundle> {
+    let mut out: Vec<Bundle> = Vec::new();
+    for n in batch {
+        let joins = n.group.group_key.as_ref().and_then(|key| {
+            out.iter_mut().find(|b| {
+                b[0].destination == n.destination && b[0].group.group_key.as_ref() == Some(key)
+            })
+        });
+        match joins {
+            Some(b) => b.push(n),
+            None => out.push(vec![n]),
+        }
+    }
+    out
 }
 
 impl DestinationQueues {
-    /// Returns the notification if it can be sent now, or keeps it until its
-    /// destination is free.
-    fn admit(&mut self, n: Notification) -> Option<Notification> {
-        match self.busy.get_mut(&n.destination) {
+    /// Returns the bundle if it can be sent now, or keeps it until its
+    /// destination is free (joining a waiting bundle of its group).
+    fn admit(&mut self, b: Bundle) -> Option<Bundle> {
+        let destination = b[0].destination.clone();
+        match self.busy.get_mut(&destination) {
             Some(waiting) => {
-                waiting.push_back(n);
+                let key = b[0].group.group_key.clone();
+                match waiting
+                    .iter_mut()
+                    .find(|w| key.is_some() && w[0].group.group_key == key)
+                {
+                    Some(w) => w.extend(b),
+                    None => waiting.push_back(b),
+                }
                 None
             }
             None => {
-                self.busy.insert(n.destination.clone(), VecDeque::new());
-                Some(n)
+                self.busy.insert(destination, VecDeque::new());
+                Some(b)
             }
         }
     }
 
     /// The send to `destination` finished: the next one for it, if any.
-    fn next(&mut self, destination: &str) -> Option<Notification> {
+    fn next(&mut self, destination: &str) -> Option<Bundle> {
         let waiting = self.busy.get_mut(destination)?;
         let next = waiting.pop_front();
         if next.is_none() {
@@ -266,7 +321,7 @@ impl DestinationQueues {
 #[derive(Default)]
 struct Inflight {
     set: JoinSet<()>,
-    sends: HashMap<tokio::task::Id, (i64, String)>,
+    sends: HashMap<tokio::task::Id, (Vec<i64>, String)>,
 }
 
 /// Shared by every channel worker.
@@ -406,16 +461,16 @@ impl Outbox {
                         // finds them. Queued here, they would go out one by
                         // one after a summary that holds later entries.
                         let mut give_back = Vec::new();
-                        for n in batch {
-                            if sends.is_busy(&n.destination)
-                                && channel.pacer().paces(&n.destination)
+                        for b in bundle(batch) {
+                            if sends.is_busy(&b[0].destination)
+                                && channel.pacer().paces(&b[0].destination)
                             {
-                                give_back.push(n.id);
+                                give_back.extend(b.iter().map(|n| n.id));
                                 continue;
                             }
-                            claimed.insert(n.id);
-                            if let Some(n) = sends.admit(n) {
-                                self.start(&mut inflight, &channel, n);
+                            claimed.extend(b.iter().map(|n| n.id));
+                            if let Some(b) = sends.admit(b) {
+                                self.start(&mut inflight, &channel, b);
                             }
                         }
                         if !give_back.is_empty() {
@@ -453,8 +508,10 @@ impl Outbox {
                     Ok((task, ())) => *task,
                     Err(e) => e.id(),
                 };
-                if let Some((id, _)) = inflight.sends.remove(&task) {
-                    claimed.remove(&id);
+                if let Some((ids, _)) = inflight.sends.remove(&task) {
+                    for id in ids {
+                        claimed.remove(&id);
+                    }
                 }
             }
         })
@@ -471,14 +528,15 @@ impl Outbox {
         }
     }
 
-    fn start(&self, inflight: &mut Inflight, channel: &Arc<Channel>, n: Notification) {
+    fn start(&self, inflight: &mut Inflight, channel: &Arc<Channel>, b: Bundle) {
         let me = self.clone();
         let ch = channel.clone();
-        let (id, destination) = (n.id, n.destination.clone());
+        let ids: Vec<i64> = b.iter().map(|n| n.id).collect();
+        let destination = b[0].destination.clone();
         let task = inflight.set.spawn(async move {
-            me.deliver(&ch, n).await;
+            me.deliver(&ch, b).await;
         });
-        inflight.sends.insert(task.id(), (id, destination));
+        inflight.sends.insert(task.id(), (ids, destination));
     }
 
     /// A send finished: forget its claim and start the next one waiting for
@@ -499,10 +557,12 @@ impl Outbox {
                 e.id()
             }
         };
-        let Some((id, destination)) = inflight.sends.remove(&task) else {
+        let Some((ids, destination)) = inflight.sends.remove(&task) else {
             return;
         };
-        claimed.remove(&id);
+        for id in ids {
+            claimed.remove(&id);
+        }
         if let Some(next) = sends.next(&destination) {
             self.start(inflight, channel, next);
         }
@@ -521,16 +581,18 @@ impl Outbox {
     /// Waits for the destination's slot under its platform's limit; then,
     /// if [`FOLD_AFTER`] or more entries for it are due behind this one,
     /// claims them all and sends one summary instead.
-    async fn deliver(&self, channel: &Channel, n: Notification) {
+    async fn deliver(&self, channel: &Channel, b: Bundle) {
         let pacer = channel.pacer();
-        if !pacer.paces(&n.destination) {
-            return self.deliver_one(channel, n).await;
+        if !pacer.paces(&b[0].destination) {
+            let batch = self.gather_group(channel, b).await;
+            return self.deliver_batch(channel, batch).await;
         }
-        pacer.until_ready(&n.destination).await;
+        pacer.until_ready(&b[0].destination).await;
+        let batch = self.gather_group(channel, b).await;
         let now = self.clock.now();
         let backlog = match self
             .store
-            .count_due(channel.name(), &n.destination, now)
+            .count_due(channel.name(), &batch[0].destination, now)
             .await
         {
             Ok(c) => c,
@@ -540,7 +602,7 @@ impl Outbox {
             }
         };
         if backlog < FOLD_AFTER {
-            return self.deliver_one(channel, n).await;
+            return self.deliver_batch(channel, batch).await;
         }
         let folded = match self
             .store
@@ -549,19 +611,107 @@ impl Outbox {
                 now,
                 after(now, LEASE),
                 FOLD_MAX,
-                DestinationFilter::Only(&n.destination),
+                DestinationFilter::Only(&batch[0].destination),
             )
             .await
         {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(channel = channel.name(), error = %e, "cannot claim the backlog");
-                return self.deliver_one(channel, n).await;
+                return self.deliver_batch(channel, batch).await;
             }
         };
-        let mut batch = vec![n];
+        let mut batch = batch;
         batch.extend(folded);
         self.deliver_summary(channel, batch).await;
+    }
+
+    /// `n` and, when its route has `group_wait`, the other pending
+    /// notifications of its group for the same destination, due or not:
+    /// the first of a group to fall due takes the rest along.
+    async fn gather_group(&self, channel: &Channel, mut b: Bundle) -> Bundle {
+        let Some(key) = b[0].group.group_key.clone() else {
+            return b;
+        };
+        let destination = b[0].destination.clone();
+        let now = self.clock.now();
+        let more = self
+            .store
+            .claim_due(
+                channel.name(),
+                now,
+                after(now, LEASE),
+                FOLD_MAX,
+                DestinationFilter::Group {
+                    destination: &destination,
+                    group_key: &key,
+                },
+            )
+            .await;
+        match more {
+            Ok(more) => {
+                let have: HashSet<i64> = b.iter().map(|n| n.id).collect();
+                b.extend(more.into_iter().filter(|m| !have.contains(&m.id)));
+            }
+            // Each goes out on its own when it falls due.
+            Err(e) => {
+                tracing::error!(channel = channel.name(), error = %e, "cannot gather the group")
+            }
+        }
+        b
+    }
+
+    /// Sends one notification, or a group gathered by `group_wait` as one
+    /// message listing all its alerts (each once, in its latest state);
+    /// every entry ends as the message did.
+    async fn deliver_batch(&self, channel: &Channel, mut batch: Vec<Notification>) {
+        if batch.len() <= 1 {
+            if let Some(n) = batch.pop() {
+                self.deliver_one(channel, n).await;
+            }
+            return;
+        }
+        let head = &batch[0];
+        let mut group = head.group.clone();
+        for m in &batch[1..] {
+            for a in &m.group.alerts {
+                match group
+                    .alerts
+                    .iter_mut()
+                    .find(|x| x.fingerprint == a.fingerprint)
+                {
+                    Some(x) => *x = a.clone(),
+                    None => group.alerts.push(a.clone()),
+                }
+            }
+            group.others_firing = m.group.others_firing;
+        }
+        let result = match tokio::time::timeout(
+            self.send_deadline(),
+            channel.send(&head.destination, &group, head.parts_done),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::Transient {
+                reason: format!("no answer within {:?}", self.send_deadline()),
+                retry_after: None,
+                parts_done: head.parts_done,
+            }),
+        };
+        let parts_done = match &result {
+            Err(e) => e.parts_done().max(head.parts_done),
+            Ok(()) => head.parts_done,
+        };
+        tracing::debug!(
+            channel = channel.name(),
+            gathered = batch.len(),
+            alerts = group.alerts.len(),
+            "group_wait: one message for the group"
+        );
+        for m in &batch {
+            self.record(channel.name(), m, &result, parts_done).await;
+        }
     }
 
     /// One summary for a destination's backlog; every folded entry ends as

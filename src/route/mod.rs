@@ -19,6 +19,10 @@ pub struct Destination<'a> {
     pub group_by: &'a GroupBy,
     /// Remind this often while it stays firing and unacknowledged.
     pub repeat_interval: Option<std::time::Duration>,
+    /// Hold the group's first message this long to gather more.
+    pub group_wait: Option<std::time::Duration>,
+    /// Which route (its place in the config), for group identity.
+    pub route: usize,
 }
 
 /// Routes evaluated in order: first match wins unless `continue: true`.
@@ -50,11 +54,13 @@ impl Router {
                     channel: c.as_str(),
                     group_by: &TOGETHER,
                     repeat_interval: None,
+                    group_wait: None,
+                    route: 0,
                 })
                 .collect();
         }
         let mut out: Vec<Destination<'_>> = Vec::new();
-        for route in &self.routes {
+        for (index, route) in self.routes.iter().enumerate() {
             if matcher::matches_all(&route.matchers, labels) {
                 for c in &route.channels {
                     if !out.iter().any(|d| d.channel == c.as_str()) {
@@ -62,6 +68,8 @@ impl Router {
                             channel: c,
                             group_by: &route.group_by,
                             repeat_interval: route.repeat_interval,
+                            group_wait: route.group_wait,
+                            route: index,
                         });
                     }
                 }

@@ -120,6 +120,8 @@ pub struct NewNotification {
     /// The route's `repeat_interval`: queuing this firing message (re)sets
     /// a reminder for each of its alerts on this channel.
     pub repeat_every: Option<std::time::Duration>,
+    /// The route's `group_wait`: due this long after it is queued.
+    pub delay: Option<std::time::Duration>,
 }
 
 /// A due `repeat_interval` reminder of one alert on one channel.
@@ -133,6 +135,12 @@ pub struct Reminder {
     pub starts_at: DateTime<Utc>,
     /// How often.
     pub every: std::time::Duration,
+}
+
+/// When a notification queued at `now_us` falls due (`group_wait` holds it).
+pub(crate) fn due_us(now_us: i64, delay: Option<std::time::Duration>) -> i64 {
+    let delay = delay.map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+    now_us.saturating_add(delay)
 }
 
 /// The reminders a firing message sets: (channel, fingerprint, incident
@@ -301,6 +309,14 @@ pub enum DestinationFilter<'a> {
     Except(&'a [String]),
     /// Only this one (its backlog, to fold into a summary).
     Only(&'a str),
+    /// The pending entries of one `group_wait` group for this destination,
+    /// due or not (the first one fell due: the rest join it).
+    Group {
+        /// Destination.
+        destination: &'a str,
+        /// `AlertGroup::group_key`.
+        group_key: &'a str,
+    },
 }
 
 /// The storage interface. Every method is one short transaction.
@@ -790,8 +806,10 @@ mod tests {
                         alerts: vec![d.shown()],
                         others_firing: 0,
                         reminder: false,
+                        group_key: None,
                     },
                     repeat_every: None,
+                    delay: None,
                 })
                 .collect()
         }

@@ -17,9 +17,9 @@ use super::sql::{
     alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
 };
 use super::{
-    matchers_json, plan_batch, reminders_of, to_micros, Current, DestinationFilter, IngestRequest,
-    NewNotification, Notification, NotificationPlanner, Reminder, SilenceRow, StoreError,
-    SILENCE_COLUMNS,
+    due_us, matchers_json, plan_batch, reminders_of, to_micros, Current, DestinationFilter,
+    IngestRequest, NewNotification, Notification, NotificationPlanner, Reminder, SilenceRow,
+    StoreError, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -215,16 +215,24 @@ async fn insert_notifications(
             .iter()
             .map(|n| serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
             .collect();
+        let due: Vec<i64> = notifications
+            .iter()
+            .map(|n| due_us(now_us, n.delay))
+            .collect();
+        let group_key: Vec<Option<&str>> = notifications
+            .iter()
+            .map(|n| n.group.group_key.as_deref())
+            .collect();
         sqlx::query(
                 // Ids are drawn in arrival order (the outbox sends in id
                 // order) and shared by the row and its payload.
                 "WITH input AS (
-                     SELECT nextval(pg_get_serial_sequence('notifications', 'id')) AS id, c, d, s, p
-                     FROM (SELECT c, d, s, p FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY AS t(c, d, s, p, o) ORDER BY o) ordered
+                     SELECT nextval(pg_get_serial_sequence('notifications', 'id')) AS id, c, d, s, p, due, g
+                     FROM (SELECT c, d, s, p, due, g FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $6::bigint[], $7::text[]) WITH ORDINALITY AS t(c, d, s, p, due, g, o) ORDER BY o) ordered
                  ),
                  rows AS (
-                     INSERT INTO notifications (id, channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
-                     SELECT id, c, d, s, 'pending', 0, 0, $5, $5 FROM input
+                     INSERT INTO notifications (id, channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at, group_key)
+                     SELECT id, c, d, s, 'pending', 0, 0, $5, due, g FROM input
                  )
                  INSERT INTO notification_payloads (notification_id, payload) SELECT id, p FROM input",
             )
@@ -233,6 +241,8 @@ async fn insert_notifications(
             .bind(&st)
             .bind(&payload)
             .bind(now_us)
+            .bind(&due)
+            .bind(&group_key)
             .execute(&mut **tx)
             .await?;
     }

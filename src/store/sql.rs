@@ -119,7 +119,15 @@ macro_rules! impl_sql_store {
                 qb.push_bind(lease).push(", next_attempt_at = ").push_bind(lease);
                 qb.push(", attempts = attempts + 1 WHERE id IN (SELECT id FROM notifications WHERE channel = ");
                 qb.push_bind(channel.to_string());
-                qb.push(" AND state = 'pending' AND next_attempt_at <= ").push_bind(now_us);
+                match filter {
+                    // Due or not, but not claimed by someone else.
+                    DestinationFilter::Group { .. } => {
+                        qb.push(" AND state = 'pending' AND (claimed_until IS NULL OR claimed_until <= ").push_bind(now_us).push(")");
+                    }
+                    _ => {
+                        qb.push(" AND state = 'pending' AND next_attempt_at <= ").push_bind(now_us);
+                    }
+                }
                 match filter {
                     DestinationFilter::Any | DestinationFilter::Except([]) => {}
                     DestinationFilter::Except(skip) => {
@@ -132,6 +140,10 @@ macro_rules! impl_sql_store {
                     }
                     DestinationFilter::Only(d) => {
                         qb.push(" AND destination = ").push_bind(d.to_string());
+                    }
+                    DestinationFilter::Group { destination, group_key } => {
+                        qb.push(" AND destination = ").push_bind(destination.to_string());
+                        qb.push(" AND group_key = ").push_bind(group_key.to_string());
                     }
                 }
                 qb.push(" ORDER BY next_attempt_at, id LIMIT ").push_bind(i64::from(limit));

@@ -28,9 +28,9 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    matchers_json, plan_batch, reminders_of, to_micros, Current, DestinationFilter, IngestRequest,
-    NewNotification, Notification, NotificationPlanner, NotificationRow, Reminder, SilenceRow,
-    Store, StoreError, SILENCE_COLUMNS,
+    due_us, matchers_json, plan_batch, reminders_of, to_micros, Current, DestinationFilter,
+    IngestRequest, NewNotification, Notification, NotificationPlanner, NotificationRow, Reminder,
+    SilenceRow, Store, StoreError, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -350,8 +350,8 @@ fn insert_notifications(
     now_us: i64,
 ) -> Result<(), StoreError> {
     let mut note = conn.prepare_cached(
-        "INSERT INTO notifications (channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, 'pending', 0, 0, ?4, ?4)",
+        "INSERT INTO notifications (channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at, group_key)
+         VALUES (?1, ?2, ?3, 'pending', 0, 0, ?4, ?5, ?6)",
     )?;
     let mut payload = conn.prepare_cached(
         "INSERT INTO notification_payloads (notification_id, payload) VALUES (?1, ?2)",
@@ -361,7 +361,9 @@ fn insert_notifications(
             n.channel,
             n.destination,
             n.group.status.as_str(),
-            now_us
+            now_us,
+            due_us(now_us, n.delay),
+            n.group.group_key,
         ])?;
         payload.execute(params![
             conn.last_insert_rowid(),
@@ -419,6 +421,13 @@ const CLAIM_ONLY: &str = "UPDATE notifications SET claimed_until = ?1, next_atte
                   ORDER BY next_attempt_at, id LIMIT ?4)
      RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error";
 
+const CLAIM_GROUP: &str = "UPDATE notifications SET claimed_until = ?1, next_attempt_at = ?1, attempts = attempts + 1
+     WHERE id IN (SELECT id FROM notifications WHERE channel = ?2 AND state = 'pending'
+                  AND (claimed_until IS NULL OR claimed_until <= ?3)
+                  AND destination = ?5 AND group_key = ?6
+                  ORDER BY id LIMIT ?4)
+     RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error";
+
 read_methods!(SqliteStore, {
     async fn ingest(
         &self,
@@ -441,14 +450,23 @@ read_methods!(SqliteStore, {
     ) -> Result<Vec<Notification>, StoreError> {
         // One fixed statement per filter kind (cached); the destinations to
         // skip go as one JSON array.
-        let (sql, dest): (&'static str, Option<String>) = match filter {
-            DestinationFilter::Any => (CLAIM_ANY, None),
-            DestinationFilter::Except([]) => (CLAIM_ANY, None),
+        let (sql, dest, group): (&'static str, Option<String>, Option<String>) = match filter {
+            DestinationFilter::Any => (CLAIM_ANY, None, None),
+            DestinationFilter::Except([]) => (CLAIM_ANY, None, None),
             DestinationFilter::Except(skip) => (
                 CLAIM_EXCEPT,
                 Some(serde_json::to_string(skip).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+                None,
             ),
-            DestinationFilter::Only(d) => (CLAIM_ONLY, Some(d.to_string())),
+            DestinationFilter::Only(d) => (CLAIM_ONLY, Some(d.to_string()), None),
+            DestinationFilter::Group {
+                destination,
+                group_key,
+            } => (
+                CLAIM_GROUP,
+                Some(destination.to_string()),
+                Some(group_key.to_string()),
+            ),
         };
         let channel = channel.to_string();
         self.write_with(move |conn| {
@@ -462,9 +480,14 @@ read_methods!(SqliteStore, {
                 channel,
                 to_micros(now),
                 i64::from(limit),
-                dest
+                dest,
+                group
             ];
-            let bind = if dest.is_some() { bind } else { &bind[..4] };
+            let bind = match (&dest, &group) {
+                (Some(_), Some(_)) => bind,
+                (Some(_), None) => &bind[..5],
+                _ => &bind[..4],
+            };
             let rows = stmt
                 .query_map(bind, |r| {
                     Ok(NotificationRow {

@@ -564,6 +564,7 @@ pub fn sample_group(status: AlertStatus, now: DateTime<Utc>) -> AlertGroup {
         }],
         others_firing: if resolved { 0 } else { 2 },
         reminder: false,
+        group_key: None,
     }
 }
 

@@ -541,6 +541,7 @@ mod tests {
             alerts: vec![alert("DiskFull", "a <b> c")],
             others_firing: 2,
             reminder: false,
+            group_key: None,
         };
         let parts = split(&render(&g, &ctx("Asia/Shanghai")), PART_BUDGET);
         assert_eq!(parts.len(), 1);
@@ -581,6 +582,7 @@ mod tests {
             alerts: vec![a],
             others_firing: 0,
             reminder: false,
+            group_key: None,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         let html = &parts[0].html;
@@ -604,6 +606,7 @@ mod tests {
             alerts,
             others_firing: 0,
             reminder: false,
+            group_key: None,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         assert!(parts.len() > 3);
