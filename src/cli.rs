@@ -309,6 +309,7 @@ async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<(
         others_firing: 0,
         reminder: false,
         group_key: None,
+        repeats: None,
     };
     let mut failed = 0;
     for dest in ch.destinations() {

@@ -25,6 +25,19 @@ pub struct AlertGroup {
     /// that are pending together go out as one message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_key: Option<String>,
+    /// A throttle window closed while the listed alert still fired and was
+    /// received again meanwhile: how often, since when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeats: Option<Repeats>,
+}
+
+/// "Fired N times since …": what a throttle window counted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Repeats {
+    /// Firing copies received while the window was open.
+    pub count: u32,
+    /// When the window opened.
+    pub since: chrono::DateTime<chrono::Utc>,
 }
 
 /// What piled up for one destination while its platform's limit held it
@@ -158,6 +171,7 @@ mod tests {
             others_firing: 0,
             reminder: false,
             group_key: None,
+            repeats: None,
         }
     }
 

@@ -62,6 +62,10 @@ impl NotificationPlanner for Live<Planner> {
     fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification> {
         self.get().plan(alerts)
     }
+
+    fn repeats(&self, alerts: &[Decided<'_>]) -> Vec<(String, String)> {
+        self.get().repeats(alerts)
+    }
 }
 
 /// Where a new config comes from: the file `serve` was started with (and

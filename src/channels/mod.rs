@@ -418,6 +418,7 @@ impl Channel {
                             others_firing: 0,
                             reminder: false,
                             group_key: None,
+                            repeats: None,
                         };
                         self.send(destination, &group, 0).await?;
                     }

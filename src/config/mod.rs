@@ -212,6 +212,8 @@ pub struct RouteConfig {
     /// Hold a group's first notification this long so alerts of the same
     /// group from later webhooks join it in one message.
     pub group_wait: Option<Duration>,
+    /// At most one firing message per alert and channel per window.
+    pub throttle: Option<Duration>,
 }
 
 /// How a route splits the alerts that changed together into messages.
@@ -742,9 +744,20 @@ fn route_from_yaml(
         }
         None => None,
     };
-    for key in ["throttle", "digest"] {
-        m.not_supported_yet(w, key);
-    }
+    let throttle = match m.take("throttle") {
+        Some(v) => {
+            let tpath = format!("{path}.throttle");
+            match w.duration(v, &tpath) {
+                Some(d) if d < Duration::from_secs(10) || d > Duration::from_secs(86_400) => {
+                    w.error(v.line, &tpath, "must be from 10s to 24h".into());
+                    None
+                }
+                d => d,
+            }
+        }
+        None => None,
+    };
+    m.not_supported_yet(w, "digest");
     m.finish(w);
     Some(RouteConfig {
         matchers,
@@ -753,6 +766,7 @@ fn route_from_yaml(
         group_by,
         repeat_interval,
         group_wait,
+        throttle,
     })
 }
 

@@ -123,7 +123,6 @@ fn features_not_built_yet_are_refused_not_ignored() {
         "channels[0].commands",
         "channels[0].allow_from",
         "channels[1].signing_secret",
-        "routes[0].throttle",
         "routes[0].digest",
     ] {
         assert!(
@@ -519,5 +518,21 @@ fn group_wait_is_a_short_positive_duration() {
     errors(
         &format!("{TG}routes:\n  - match: []\n    channels: [oncall]\n    group_wait: 0s\n"),
         &[(9, "routes[0].group_wait", "more than 0s")],
+    );
+}
+
+#[test]
+fn throttle_is_a_window_from_10s_to_24h() {
+    let c = parse(&format!(
+        "{TG}routes:\n  - match: []\n    channels: [oncall]\n    throttle: 2m\n"
+    ))
+    .expect("ok");
+    assert_eq!(
+        c.routes[0].throttle,
+        Some(std::time::Duration::from_secs(120))
+    );
+    errors(
+        &format!("{TG}routes:\n  - match: []\n    channels: [oncall]\n    throttle: 5s\n"),
+        &[(9, "routes[0].throttle", "from 10s to 24h")],
     );
 }

@@ -119,6 +119,7 @@ struct MessageKey {
     repeat_every: Option<Duration>,
     /// (route, group_wait) when the route waits to gather its group.
     wait: Option<(usize, Duration)>,
+    throttle: Option<Duration>,
 }
 
 impl MessageKey {
@@ -156,6 +157,7 @@ impl NotificationPlanner for Planner {
                         labels: dest.group_by.key(&labels),
                         repeat_every: dest.repeat_interval,
                         wait: dest.group_wait.map(|w| (dest.route, w)),
+                        throttle: dest.throttle,
                     };
                     match index.get(&key) {
                         Some(&i) => groups[i].1.push(d.shown()),
@@ -190,6 +192,7 @@ impl NotificationPlanner for Planner {
                     .unwrap_or(0),
                 reminder: false,
                 group_key,
+                repeats: None,
             };
             for dest in &target.destinations {
                 out.push(NewNotification {
@@ -198,7 +201,31 @@ impl NotificationPlanner for Planner {
                     group: group.clone(),
                     repeat_every: key.repeat_every,
                     delay: key.wait.map(|(_, w)| w),
+                    throttle: key.throttle,
                 });
+            }
+        }
+        out
+    }
+
+    fn repeats(&self, alerts: &[Decided<'_>]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let now = self.clock.now();
+        for d in alerts {
+            if d.transition != Transition::Seen || d.alert.status != AlertStatus::Firing {
+                continue;
+            }
+            let labels = d.alert.match_labels();
+            if self.silences.mutes(&labels, now) {
+                continue;
+            }
+            for dest in self.router.channels_for(&labels) {
+                if dest.throttle.is_some() {
+                    out.push((
+                        dest.channel.to_string(),
+                        d.alert.fingerprint.as_str().to_string(),
+                    ));
+                }
             }
         }
         out
@@ -206,6 +233,41 @@ impl NotificationPlanner for Planner {
 }
 
 impl Planner {
+    /// A throttle window closed: `alert` still fires and was received
+    /// `repeats.count` times since it opened. One message to every
+    /// destination of `channel`; queuing it opens the next window.
+    pub fn still_firing(
+        &self,
+        channel: &str,
+        window: Duration,
+        alert: IncomingAlert,
+        repeats: crate::notification::Repeats,
+    ) -> Vec<NewNotification> {
+        let Some(target) = self.targets.iter().find(|t| t.name == channel) else {
+            return Vec::new();
+        };
+        let group = AlertGroup {
+            status: AlertStatus::Firing,
+            alerts: vec![alert],
+            others_firing: 0,
+            reminder: false,
+            group_key: None,
+            repeats: Some(repeats),
+        };
+        target
+            .destinations
+            .iter()
+            .map(|d| NewNotification {
+                channel: channel.to_string(),
+                destination: d.clone(),
+                group: group.clone(),
+                repeat_every: None,
+                delay: None,
+                throttle: Some(window),
+            })
+            .collect()
+    }
+
     /// A `repeat_interval` reminder of `alerts` (still firing, not
     /// acknowledged) to every destination of `channel`; queuing it sets
     /// the next one `every` later. Empty if the channel is gone (reload).
@@ -224,6 +286,7 @@ impl Planner {
             others_firing: 0,
             reminder: true,
             group_key: None,
+            repeats: None,
         };
         target
             .destinations
@@ -234,6 +297,7 @@ impl Planner {
                 group: group.clone(),
                 repeat_every: Some(every),
                 delay: None,
+                throttle: None,
             })
             .collect()
     }

@@ -23,6 +23,8 @@ pub struct Destination<'a> {
     pub group_wait: Option<std::time::Duration>,
     /// Which route (its place in the config), for group identity.
     pub route: usize,
+    /// At most one firing message per alert per window.
+    pub throttle: Option<std::time::Duration>,
 }
 
 /// Routes evaluated in order: first match wins unless `continue: true`.
@@ -56,6 +58,7 @@ impl Router {
                     repeat_interval: None,
                     group_wait: None,
                     route: 0,
+                    throttle: None,
                 })
                 .collect();
         }
@@ -70,6 +73,7 @@ impl Router {
                             repeat_interval: route.repeat_interval,
                             group_wait: route.group_wait,
                             route: index,
+                            throttle: route.throttle,
                         });
                     }
                 }

@@ -91,6 +91,9 @@ impl Scheduler {
                 if let Err(e) = self.send_reminders(now).await {
                     tracing::error!(error = %e, "cannot send reminders; retrying");
                 }
+                if let Err(e) = self.close_windows(now).await {
+                    tracing::error!(error = %e, "cannot close throttle windows; retrying");
+                }
             }
         })
     }
@@ -188,6 +191,60 @@ impl Scheduler {
             self.signal.wake_all();
         }
         Ok(due.len())
+    }
+
+    /// Closes the throttle windows due at `now`: an alert received again
+    /// while its window was open, and still firing in the same incident
+    /// (not silenced), gets one "still firing, fired N times since …"
+    /// message, which opens the next window; the other windows just end.
+    /// Returns how many windows it closed.
+    pub async fn close_windows(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let closed = self
+            .store
+            .claim_closed_windows(now, now + LEASE, REMINDERS_PER_TICK)
+            .await?;
+        if closed.is_empty() {
+            return Ok(0);
+        }
+        let planner = self.planner.get();
+        let mut notifications = Vec::new();
+        let mut dropped = Vec::new();
+        for w in &closed {
+            let alert = if w.repeats == 0 {
+                None
+            } else {
+                self.store.get_alert(&w.fingerprint).await?
+            };
+            let still = alert.map(|a| as_incoming(&a)).filter(|a| {
+                a.status == AlertStatus::Firing
+                    && a.starts_at == w.starts_at
+                    && !self.silences.mutes(&a.match_labels(), now)
+            });
+            let notes = match still {
+                Some(a) => planner.still_firing(
+                    &w.channel,
+                    w.every,
+                    a,
+                    crate::notification::Repeats {
+                        count: w.repeats,
+                        since: w.opened_at,
+                    },
+                ),
+                None => Vec::new(),
+            };
+            if notes.is_empty() {
+                dropped.push((w.channel.clone(), w.fingerprint.clone()));
+            }
+            notifications.extend(notes);
+        }
+        let queued = notifications.len();
+        self.store
+            .finish_windows(notifications, dropped, now)
+            .await?;
+        if queued > 0 {
+            self.signal.wake_all();
+        }
+        Ok(closed.len())
     }
 
     async fn firing_alerts_matching(

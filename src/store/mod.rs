@@ -79,6 +79,13 @@ pub struct IngestRequest {
 pub trait NotificationPlanner: Send + Sync {
     /// `alerts` are one request's alerts with what receiving each meant.
     fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification>;
+
+    /// (channel, fingerprint) of the firing copies received again that a
+    /// throttle window counts: the store adds one to the window's repeats
+    /// if it is open.
+    fn repeats(&self, _alerts: &[Decided<'_>]) -> Vec<(String, String)> {
+        Vec::new()
+    }
 }
 
 /// One received alert and what receiving it meant. Borrowed: a storm of new
@@ -122,6 +129,9 @@ pub struct NewNotification {
     pub repeat_every: Option<std::time::Duration>,
     /// The route's `group_wait`: due this long after it is queued.
     pub delay: Option<std::time::Duration>,
+    /// The route's `throttle`: a firing message opens a window per alert,
+    /// a resolve message closes it.
+    pub throttle: Option<std::time::Duration>,
 }
 
 /// A due `repeat_interval` reminder of one alert on one channel.
@@ -135,6 +145,66 @@ pub struct Reminder {
     pub starts_at: DateTime<Utc>,
     /// How often.
     pub every: std::time::Duration,
+}
+
+/// A throttle window that has closed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThrottleWindow {
+    /// Channel name.
+    pub channel: String,
+    /// The alert.
+    pub fingerprint: String,
+    /// The incident the window was opened for.
+    pub starts_at: DateTime<Utc>,
+    /// When it opened.
+    pub opened_at: DateTime<Utc>,
+    /// Firing copies received while it was open.
+    pub repeats: u32,
+    /// The route's throttle.
+    pub every: std::time::Duration,
+}
+
+/// What queuing notifications does to throttle windows: a firing message
+/// opens one per alert (channel, fingerprint, incident start, window in
+/// microseconds), a resolve message closes them.
+pub(crate) struct WindowChanges {
+    pub open: Vec<(String, String, i64, i64)>,
+    pub close: Vec<(String, String)>,
+}
+
+pub(crate) fn window_changes(notifications: &[NewNotification]) -> WindowChanges {
+    let mut changes = WindowChanges {
+        open: Vec::new(),
+        close: Vec::new(),
+    };
+    for n in notifications {
+        let Some(window) = n.throttle else {
+            continue;
+        };
+        let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
+        for a in &n.group.alerts {
+            let key = (n.channel.clone(), a.fingerprint.as_str().to_string());
+            match n.group.status {
+                AlertStatus::Firing => {
+                    if !changes
+                        .open
+                        .iter()
+                        .any(|(c, f, _, _)| (c, f) == (&key.0, &key.1))
+                    {
+                        changes
+                            .open
+                            .push((key.0, key.1, to_micros(a.starts_at), window_us));
+                    }
+                }
+                AlertStatus::Resolved => {
+                    if !changes.close.contains(&key) {
+                        changes.close.push(key);
+                    }
+                }
+            }
+        }
+    }
+    changes
 }
 
 /// When a notification queued at `now_us` falls due (`group_wait` holds it).
@@ -427,6 +497,21 @@ pub trait Store: Send + Sync {
         dropped: Vec<(String, String)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Throttle windows closed at `now`, leased until `lease_until`.
+    async fn claim_closed_windows(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ThrottleWindow>, StoreError>;
+    /// Queues the "still firing" messages of closed windows (which open the
+    /// next) and drops the windows with nothing to say, in one transaction.
+    async fn finish_windows(
+        &self,
+        notifications: Vec<NewNotification>,
+        dropped: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Stores a silence; the answer carries its id.
     async fn create_silence(
         &self,
@@ -495,6 +580,8 @@ pub(crate) struct BatchWrite<'a> {
     pub notifications: Vec<NewNotification>,
     /// Notifications per request.
     pub per_request: Vec<usize>,
+    /// (channel, fingerprint) whose open throttle window counts a repeat.
+    pub repeats: Vec<(String, String)>,
 }
 
 /// Current state of an alert as far as dedup needs it, plus its end and
@@ -608,6 +695,7 @@ pub(crate) fn plan_batch<'a>(
                 ack,
             });
         }
+        out.repeats.extend(planner.repeats(&decided));
         let notes = planner.plan(&decided);
         out.per_request.push(notes.len());
         out.notifications.extend(notes);
@@ -807,9 +895,11 @@ mod tests {
                         others_firing: 0,
                         reminder: false,
                         group_key: None,
+                        repeats: None,
                     },
                     repeat_every: None,
                     delay: None,
+                    throttle: None,
                 })
                 .collect()
         }

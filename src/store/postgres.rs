@@ -17,9 +17,9 @@ use super::sql::{
     alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
 };
 use super::{
-    due_us, matchers_json, plan_batch, reminders_of, to_micros, Current, DestinationFilter,
-    IngestRequest, NewNotification, Notification, NotificationPlanner, Reminder, SilenceRow,
-    StoreError, SILENCE_COLUMNS,
+    due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
+    DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner, Reminder,
+    SilenceRow, StoreError, ThrottleWindow, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -149,6 +149,17 @@ impl PostgresStore {
             .await?;
         }
         insert_notifications(&mut tx, &write.notifications, now_us).await?;
+        for (channel, fp) in &write.repeats {
+            sqlx::query(
+                "UPDATE throttle_windows SET repeats = repeats + 1
+                 WHERE channel = $1 AND fingerprint = $2 AND until > $3",
+            )
+            .bind(channel)
+            .bind(fp)
+            .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(write.per_request)
     }
@@ -243,6 +254,31 @@ async fn insert_notifications(
             .bind(now_us)
             .bind(&due)
             .bind(&group_key)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let windows = window_changes(notifications);
+    for (channel, fp, starts, every) in windows.open {
+        sqlx::query(
+            "INSERT INTO throttle_windows (channel, fingerprint, starts_at, opened_at, until, every_us, repeats)
+             VALUES ($1, $2, $3, $4, $5, $6, 0)
+             ON CONFLICT (channel, fingerprint) DO UPDATE SET starts_at = excluded.starts_at,
+               opened_at = excluded.opened_at, until = excluded.until, every_us = excluded.every_us,
+               repeats = 0, claimed_until = NULL",
+        )
+        .bind(channel)
+        .bind(fp)
+        .bind(starts)
+        .bind(now_us)
+        .bind(now_us.saturating_add(every))
+        .bind(every)
+        .execute(&mut **tx)
+        .await?;
+    }
+    for (channel, fp) in windows.close {
+        sqlx::query("DELETE FROM throttle_windows WHERE channel = $1 AND fingerprint = $2")
+            .bind(channel)
+            .bind(fp)
             .execute(&mut **tx)
             .await?;
     }
@@ -372,6 +408,59 @@ read_methods!(PostgresStore, {
         insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
         for (channel, fp) in dropped {
             sqlx::query("DELETE FROM reminders WHERE channel = $1 AND fingerprint = $2")
+                .bind(channel)
+                .bind(fp)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_closed_windows(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ThrottleWindow>, StoreError> {
+        #[allow(clippy::type_complexity)]
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = sqlx::query_as(
+            "UPDATE throttle_windows SET claimed_until = $1
+             WHERE (channel, fingerprint) IN (
+                 SELECT channel, fingerprint FROM throttle_windows
+                 WHERE until <= $2 AND (claimed_until IS NULL OR claimed_until <= $2)
+                 ORDER BY until LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING channel, fingerprint, starts_at, opened_at, repeats, every_us",
+        )
+        .bind(to_micros(lease_until))
+        .bind(to_micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.write)
+        .await?;
+        rows.into_iter()
+            .map(|(channel, fingerprint, starts, opened, repeats, every)| {
+                Ok(ThrottleWindow {
+                    channel,
+                    fingerprint,
+                    starts_at: super::from_micros(starts)?,
+                    opened_at: super::from_micros(opened)?,
+                    repeats: u32::try_from(repeats).unwrap_or(0),
+                    every: Duration::from_micros(u64::try_from(every).unwrap_or(0)),
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_windows(
+        &self,
+        notifications: Vec<NewNotification>,
+        dropped: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
+        for (channel, fp) in dropped {
+            sqlx::query("DELETE FROM throttle_windows WHERE channel = $1 AND fingerprint = $2")
                 .bind(channel)
                 .bind(fp)
                 .execute(&mut *tx)

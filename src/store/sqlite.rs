@@ -28,9 +28,9 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    due_us, matchers_json, plan_batch, reminders_of, to_micros, Current, DestinationFilter,
-    IngestRequest, NewNotification, Notification, NotificationPlanner, NotificationRow, Reminder,
-    SilenceRow, Store, StoreError, SILENCE_COLUMNS,
+    due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
+    DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner,
+    NotificationRow, Reminder, SilenceRow, Store, StoreError, ThrottleWindow, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -338,6 +338,15 @@ fn ingest_blocking(
             event.execute(params![id, e.alertname, e.status.as_str(), now_us])?;
         }
         insert_notifications(tx, &write.notifications, now_us)?;
+        if !write.repeats.is_empty() {
+            let mut count = tx.prepare_cached(
+                "UPDATE throttle_windows SET repeats = repeats + 1
+                 WHERE channel = ?1 AND fingerprint = ?2 AND until > ?3",
+            )?;
+            for (channel, fp) in &write.repeats {
+                count.execute(params![channel, fp, now_us])?;
+            }
+        }
     }
     ids.add_pending(added);
     Ok(write.per_request)
@@ -369,6 +378,34 @@ fn insert_notifications(
             conn.last_insert_rowid(),
             serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()),
         ])?;
+    }
+    let windows = window_changes(notifications);
+    if !windows.open.is_empty() {
+        let mut open = conn.prepare_cached(
+            "INSERT INTO throttle_windows (channel, fingerprint, starts_at, opened_at, until, every_us, repeats)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
+             ON CONFLICT (channel, fingerprint) DO UPDATE SET starts_at = excluded.starts_at,
+               opened_at = excluded.opened_at, until = excluded.until, every_us = excluded.every_us,
+               repeats = 0, claimed_until = NULL",
+        )?;
+        for (channel, fp, starts, every) in windows.open {
+            open.execute(params![
+                channel,
+                fp,
+                starts,
+                now_us,
+                now_us.saturating_add(every),
+                every
+            ])?;
+        }
+    }
+    if !windows.close.is_empty() {
+        let mut close = conn.prepare_cached(
+            "DELETE FROM throttle_windows WHERE channel = ?1 AND fingerprint = ?2",
+        )?;
+        for (channel, fp) in windows.close {
+            close.execute(params![channel, fp])?;
+        }
     }
     let reminders = reminders_of(notifications);
     if !reminders.is_empty() {
@@ -666,6 +703,69 @@ read_methods!(SqliteStore, {
             insert_notifications(conn, &notifications, to_micros(now))?;
             let mut drop_row = conn
                 .prepare_cached("DELETE FROM reminders WHERE channel = ?1 AND fingerprint = ?2")?;
+            for (channel, fp) in dropped {
+                drop_row.execute(params![channel, fp])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_closed_windows(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ThrottleWindow>, StoreError> {
+        self.write_with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE throttle_windows SET claimed_until = ?1
+                 WHERE rowid IN (SELECT rowid FROM throttle_windows WHERE until <= ?2
+                                   AND (claimed_until IS NULL OR claimed_until <= ?2)
+                                 ORDER BY until LIMIT ?3)
+                 RETURNING channel, fingerprint, starts_at, opened_at, repeats, every_us",
+            )?;
+            let rows = stmt.query_map(
+                params![to_micros(lease_until), to_micros(now), limit],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (channel, fingerprint, starts, opened, repeats, every) = row?;
+                out.push(ThrottleWindow {
+                    channel,
+                    fingerprint,
+                    starts_at: super::from_micros(starts)?,
+                    opened_at: super::from_micros(opened)?,
+                    repeats: u32::try_from(repeats).unwrap_or(0),
+                    every: Duration::from_micros(u64::try_from(every).unwrap_or(0)),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish_windows(
+        &self,
+        notifications: Vec<NewNotification>,
+        dropped: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write_with(move |conn| {
+            insert_notifications(conn, &notifications, to_micros(now))?;
+            let mut drop_row = conn.prepare_cached(
+                "DELETE FROM throttle_windows WHERE channel = ?1 AND fingerprint = ?2",
+            )?;
             for (channel, fp) in dropped {
                 drop_row.execute(params![channel, fp])?;
             }

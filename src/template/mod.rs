@@ -141,6 +141,9 @@ pub struct MessageContext {
     pub others_firing: u32,
     /// A `repeat_interval` reminder: still firing, nobody acknowledged.
     pub reminder: bool,
+    /// A throttle window closed: `{count, since_local}` of the firing
+    /// copies it counted, or none.
+    pub repeats: Option<RepeatsView>,
     /// The configured IANA zone every `*_local` time is in.
     pub timezone: String,
     /// `public_url` from the config, if set.
@@ -190,6 +193,15 @@ pub struct AlertView {
     pub ack: Option<AckView>,
 }
 
+/// What a throttle window counted, as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepeatsView {
+    /// Firing copies received while the window was open.
+    pub count: u32,
+    /// When it opened, in the configured zone.
+    pub since_local: String,
+}
+
 /// An acknowledgement as templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AckView {
@@ -236,6 +248,10 @@ impl MessageContext {
             common_labels,
             others_firing: group.others_firing,
             reminder: group.reminder,
+            repeats: group.repeats.as_ref().map(|r| RepeatsView {
+                count: r.count,
+                since_local: local_time(r.since, timezone),
+            }),
             timezone: timezone.name().to_string(),
             public_url: public_url.map(str::to_string),
         }
@@ -565,6 +581,7 @@ pub fn sample_group(status: AlertStatus, now: DateTime<Utc>) -> AlertGroup {
         others_firing: if resolved { 0 } else { 2 },
         reminder: false,
         group_key: None,
+        repeats: None,
     }
 }
 

@@ -64,6 +64,7 @@ pub(crate) fn hostile_group() -> AlertGroup {
         others_firing: 1,
         reminder: false,
         group_key: None,
+        repeats: None,
     }
 }
 

@@ -135,7 +135,8 @@ async fn starttls_mail_reaches_to_and_the_team_with_both_parts(db: Db) {
         m.text
     );
     assert!(m.html.contains("#2e7d32"), "resolved is green");
-    let sent = app.notifications("sent").await;
+    // The server has both mails; the outbox records them sent just after.
+    let sent = app.wait_notifications("sent", 2, WAIT).await;
     assert_eq!(sent.len(), 2);
     assert!(sent.iter().all(|n| n["destination"] == "mail"));
 }

@@ -22,4 +22,5 @@ mod proxy;
 mod reload;
 mod reminders;
 mod silences;
+mod throttle;
 mod webhook;

@@ -41,6 +41,7 @@ async fn migrate_to_first_release(db: Db, url: &str) {
         others_firing: 0,
         reminder: false,
         group_key: None,
+        repeats: None,
     };
     let payload = serde_json::to_string(&group).expect("json");
     let rows = [

@@ -46,6 +46,8 @@ async fn a_firing_alert_is_reminded_until_acknowledged_or_resolved(db: Db) {
     );
 
     // Not yet: 59 minutes.
+    // Time moves once the send is recorded (a lease must not expire under it).
+    app.wait_notifications("sent", 1, WAIT).await;
     clock.advance(chrono::Duration::minutes(59));
     // An hour: one reminder listing all three.
     clock.advance(chrono::Duration::minutes(1));
@@ -81,6 +83,7 @@ async fn a_firing_alert_is_reminded_until_acknowledged_or_resolved(db: Db) {
         "{}",
         msgs[2].plain_text
     );
+    app.wait_notifications("sent", 3, WAIT).await;
     clock.advance(chrono::Duration::hours(1));
     let msgs = fake.wait_for_messages(4, WAIT).await;
     let reminder = &msgs[3];
@@ -111,6 +114,7 @@ async fn a_firing_alert_is_reminded_until_acknowledged_or_resolved(db: Db) {
         "{}",
         msgs[4].plain_text
     );
+    app.wait_notifications("sent", 5, WAIT).await;
     clock.advance(chrono::Duration::hours(1));
     let msgs = fake.wait_for_messages(6, WAIT).await;
     let reminder = &msgs[5];

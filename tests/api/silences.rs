@@ -188,6 +188,7 @@ async fn a_silence_that_runs_out_while_its_alert_fires_notifies_it_then(db: Db) 
         "NodeDown", "db1:9100", "firing",
     )]))
     .await;
+    app.wait_notifications("sent", 1, WAIT).await;
     clock.advance(chrono::Duration::minutes(9));
     clock.advance(chrono::Duration::minutes(1));
     let msgs = fake.wait_for_messages(2, WAIT).await;
@@ -205,6 +206,7 @@ async fn a_silence_that_runs_out_while_its_alert_fires_notifies_it_then(db: Db) 
     assert_eq!(alert_on(&app, "db1:9100").await["silenced"], false);
 
     // Handled once: more time passing sends nothing more.
+    app.wait_notifications("sent", 2, WAIT).await;
     clock.advance(chrono::Duration::minutes(5));
     app.post_ok(&am_payload(vec![am_alert("Canary", "c:1", "firing")]))
         .await;

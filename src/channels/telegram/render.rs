@@ -242,6 +242,21 @@ fn alert_block(a: &IncomingAlert, status: AlertStatus, ctx: &ChannelContext) -> 
 pub(crate) fn render(group: &AlertGroup, ctx: &ChannelContext) -> Vec<Block> {
     let n = group.alerts.len();
     let mut header = match group.status {
+        AlertStatus::Firing if group.repeats.is_some() => {
+            let (count, since) = group
+                .repeats
+                .as_ref()
+                .map(|r| (r.count, local(r.since, ctx)))
+                .unwrap_or_default();
+            vec![
+                Span::text("🔁 "),
+                Span::bold("STILL FIRING"),
+                Span::text(format!(
+                    " · fired {count} time{} since {since}",
+                    if count == 1 { "" } else { "s" }
+                )),
+            ]
+        }
         AlertStatus::Firing if group.reminder => {
             vec![
                 Span::text("⏰ "),
@@ -542,6 +557,7 @@ mod tests {
             others_firing: 2,
             reminder: false,
             group_key: None,
+            repeats: None,
         };
         let parts = split(&render(&g, &ctx("Asia/Shanghai")), PART_BUDGET);
         assert_eq!(parts.len(), 1);
@@ -583,6 +599,7 @@ mod tests {
             others_firing: 0,
             reminder: false,
             group_key: None,
+            repeats: None,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         let html = &parts[0].html;
@@ -607,6 +624,7 @@ mod tests {
             others_firing: 0,
             reminder: false,
             group_key: None,
+            repeats: None,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         assert!(parts.len() > 3);
@@ -690,6 +708,21 @@ mod snapshots {
         g.reminder = true;
         g.others_firing = 0;
         insta::assert_snapshot!(show(&g));
+    }
+
+    #[test]
+    fn default_telegram_throttle_window_closed() {
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.others_firing = 0;
+        g.repeats = Some(crate::notification::Repeats {
+            count: 5,
+            since: snapshot_now() - chrono::Duration::minutes(2),
+        });
+        let html = show(&g);
+        assert!(
+            html.starts_with("🔁 <b>STILL FIRING</b> · fired 5 times since 2026-11-22 "),
+            "{html}"
+        );
     }
 
     #[test]

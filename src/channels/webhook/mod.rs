@@ -54,6 +54,9 @@ pub struct WebhookBody<'a> {
     pub others_firing: u32,
     /// A `repeat_interval` reminder (still firing, not acknowledged).
     pub reminder: bool,
+    /// A throttle window closed: `{"count", "since"}` of the firing copies
+    /// it counted; null otherwise.
+    pub repeats: Option<&'a crate::notification::Repeats>,
 }
 
 /// One alert of the body.
@@ -116,6 +119,7 @@ impl<'a> WebhookBody<'a> {
             common_labels,
             others_firing: group.others_firing,
             reminder: group.reminder,
+            repeats: group.repeats.as_ref(),
         }
     }
 }
