@@ -77,9 +77,10 @@ impl Scheduler {
                 }
                 let now = self.clock.now();
                 if reloaded.is_none_or(|at| now - at >= RELOAD_EVERY || now < at) {
+                    let mark = self.silences.mark();
                     match self.store.live_silences(now).await {
                         Ok(live) => {
-                            self.silences.replace(live);
+                            self.silences.reload(live, mark);
                             reloaded = Some(now);
                         }
                         Err(e) => tracing::error!(error = %e, "cannot reload silences"),

@@ -205,39 +205,71 @@ impl SilenceRequest {
 /// and the scheduler.
 #[derive(Clone, Default)]
 pub struct SilenceBook {
-    inner: Arc<RwLock<Vec<Silence>>>,
+    inner: Arc<RwLock<Book>>,
+}
+
+#[derive(Default)]
+struct Book {
+    silences: Vec<Silence>,
+    /// Counts the API's changes, so a reload that read the database before
+    /// one of them does not undo it.
+    changes: u64,
 }
 
 impl SilenceBook {
     /// A book holding these silences.
     pub fn new(silences: Vec<Silence>) -> Self {
         Self {
-            inner: Arc::new(RwLock::new(silences)),
+            inner: Arc::new(RwLock::new(Book {
+                silences,
+                changes: 0,
+            })),
         }
     }
 
     /// Whether any silence holds back an alert with these labels.
     pub fn mutes(&self, labels: &BTreeMap<String, String>, now: DateTime<Utc>) -> bool {
-        self.read().iter().any(|s| s.mutes(labels, now))
+        self.read().silences.iter().any(|s| s.mutes(labels, now))
     }
 
-    /// Replaces the whole set (reload from the database).
-    pub fn replace(&self, silences: Vec<Silence>) {
-        *self.write() = silences;
+    /// A mark to pass to [`SilenceBook::reload`] taken before reading the
+    /// database.
+    pub fn mark(&self) -> u64 {
+        self.read().changes
     }
 
-    /// Adds or updates one silence.
+    /// Replaces the set with what the database held (a reload, which
+    /// brings silences made on other replicas). Silences this process
+    /// added or changed since `mark` was taken win over the older read.
+    pub fn reload(&self, silences: Vec<Silence>, mark: u64) {
+        let mut book = self.write();
+        if book.changes == mark {
+            book.silences = silences;
+            return;
+        }
+        let mut merged = silences;
+        for s in &book.silences {
+            match merged.iter_mut().find(|m| m.id == s.id) {
+                Some(m) => *m = s.clone(),
+                None => merged.push(s.clone()),
+            }
+        }
+        book.silences = merged;
+    }
+
+    /// Adds or updates one silence (the API, at once).
     pub fn put(&self, silence: Silence) {
-        let mut set = self.write();
-        set.retain(|s| s.id != silence.id);
-        set.push(silence);
+        let mut book = self.write();
+        book.silences.retain(|s| s.id != silence.id);
+        book.silences.push(silence);
+        book.changes += 1;
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Silence>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Book> {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Silence>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Book> {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -348,7 +380,31 @@ mod tests {
             created_by: "x".into(),
         });
         assert!(book.mutes(&db1, now()));
-        book.replace(Vec::new());
+        book.reload(Vec::new(), book.mark());
         assert!(!book.mutes(&db1, now()));
+    }
+
+    /// A reload that read the database before the API added a silence does
+    /// not drop it (the scheduler's periodic reload racing a POST).
+    #[test]
+    fn a_reload_read_before_a_put_keeps_the_put() {
+        let book = SilenceBook::default();
+        let db1 = labels(&[("instance", "db1")]);
+        let mark = book.mark();
+        let s = request(&["instance=\"db1\""], None)
+            .check(now(), "api")
+            .expect("valid");
+        book.put(Silence {
+            id: 8,
+            matchers: s.matchers,
+            starts_at: s.starts_at,
+            ends_at: s.ends_at,
+            comment: String::new(),
+            created_by: "x".into(),
+        });
+        book.reload(Vec::new(), mark);
+        assert!(book.mutes(&db1, now()), "the newer put wins");
+        book.reload(Vec::new(), book.mark());
+        assert!(!book.mutes(&db1, now()), "a later reload is the truth");
     }
 }
