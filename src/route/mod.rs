@@ -43,6 +43,11 @@ impl Router {
         }
     }
 
+    /// Whether any route throttles (else no received copy needs counting).
+    pub fn throttles(&self) -> bool {
+        self.routes.iter().any(|r| r.throttle.is_some())
+    }
+
     /// Channel names an alert with these labels goes to, each once, in
     /// route order, with the grouping and reminder interval of the first
     /// route that sent it there.
