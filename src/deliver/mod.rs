@@ -755,23 +755,9 @@ impl Outbox {
             }
             group.others_firing = m.group.others_firing;
         }
-        let result = match tokio::time::timeout(
-            self.send_deadline(),
-            channel.send(&head.destination, &group, head.parts_done),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(DeliveryError::Transient {
-                reason: format!("no answer within {:?}", self.send_deadline()),
-                retry_after: None,
-                parts_done: head.parts_done,
-            }),
-        };
-        let parts_done = match &result {
-            Err(e) => e.parts_done().max(head.parts_done),
-            Ok(()) => head.parts_done,
-        };
+        let (result, parts_done) = self
+            .attempt(channel, &head.destination, &group, head.parts_done)
+            .await;
         tracing::debug!(
             channel = channel.name(),
             gathered = batch.len(),
@@ -817,10 +803,24 @@ impl Outbox {
 
     /// One attempt, and what it leaves in the store.
     async fn deliver_one(&self, channel: &Channel, n: Notification) {
-        let name = channel.name();
+        let (result, parts_done) = self
+            .attempt(channel, &n.destination, &n.group, n.parts_done)
+            .await;
+        self.record(channel.name(), &n, &result, parts_done).await;
+    }
+
+    /// One send of `group` within the deadline, resuming a split message
+    /// after `parts_done` parts; the result and the parts now accepted.
+    async fn attempt(
+        &self,
+        channel: &Channel,
+        destination: &str,
+        group: &AlertGroup,
+        parts_done: u32,
+    ) -> (Result<(), DeliveryError>, u32) {
         let result = match tokio::time::timeout(
             self.send_deadline(),
-            channel.send(&n.destination, &n.group, n.parts_done),
+            channel.send(destination, group, parts_done),
         )
         .await
         {
@@ -828,14 +828,14 @@ impl Outbox {
             Err(_) => Err(DeliveryError::Transient {
                 reason: format!("no answer within {:?}", self.send_deadline()),
                 retry_after: None,
-                parts_done: n.parts_done,
+                parts_done,
             }),
         };
-        let parts_done = match &result {
-            Err(e) => e.parts_done().max(n.parts_done),
-            Ok(()) => n.parts_done,
+        let done = match &result {
+            Err(e) => e.parts_done().max(parts_done),
+            Ok(()) => parts_done,
         };
-        self.record(name, &n, &result, parts_done).await;
+        (result, done)
     }
 
     /// What one attempt leaves in the store: sent, due again after a delay

@@ -22,7 +22,7 @@ use crate::deliver::OutboxSignal;
 use crate::deliver::Planner;
 use crate::reload::Live;
 use crate::route::matcher::{matches_all, MatchOp};
-use crate::store::{AlertFilter, Cursor, Decided, NotificationPlanner, Store, StoreError};
+use crate::store::{AlertFilter, Cursor, Decided, NotificationPlanner, Store, StoreError, Timed};
 
 /// How often the scheduler looks when the clock is the system's.
 const TICK: Duration = Duration::from_secs(1);
@@ -186,7 +186,7 @@ impl Scheduler {
             "reminders"
         );
         self.store
-            .finish_reminders(notifications, dropped, now)
+            .finish_timed(Timed::Reminders, notifications, dropped, now)
             .await?;
         if queued > 0 {
             self.signal.wake_all();
@@ -240,7 +240,7 @@ impl Scheduler {
         }
         let queued = notifications.len();
         self.store
-            .finish_windows(notifications, dropped, now)
+            .finish_timed(Timed::ThrottleWindows, notifications, dropped, now)
             .await?;
         if queued > 0 {
             self.signal.wake_all();

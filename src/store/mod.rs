@@ -147,6 +147,26 @@ pub struct Reminder {
     pub every: std::time::Duration,
 }
 
+/// The rows per channel and alert the scheduler works through when they
+/// fall due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timed {
+    /// `repeat_interval` reminders.
+    Reminders,
+    /// `throttle` windows.
+    ThrottleWindows,
+}
+
+impl Timed {
+    /// Its table, keyed by (channel, fingerprint).
+    pub(crate) fn table(self) -> &'static str {
+        match self {
+            Timed::Reminders => "reminders",
+            Timed::ThrottleWindows => "throttle_windows",
+        }
+    }
+}
+
 /// A throttle window that has closed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThrottleWindow {
@@ -177,30 +197,27 @@ pub(crate) fn window_changes(notifications: &[NewNotification]) -> WindowChanges
         open: Vec::new(),
         close: Vec::new(),
     };
+    // A channel's message is queued once per destination: each alert once
+    // per state (a batch may fire and then resolve it: open, then close).
+    let mut seen: std::collections::HashSet<(&str, &str, AlertStatus)> =
+        std::collections::HashSet::new();
     for n in notifications {
         let Some(window) = n.throttle else {
             continue;
         };
         let window_us = i64::try_from(window.as_micros()).unwrap_or(i64::MAX);
         for a in &n.group.alerts {
+            if !seen.insert((n.channel.as_str(), a.fingerprint.as_str(), n.group.status)) {
+                continue;
+            }
             let key = (n.channel.clone(), a.fingerprint.as_str().to_string());
             match n.group.status {
                 AlertStatus::Firing => {
-                    if !changes
+                    changes
                         .open
-                        .iter()
-                        .any(|(c, f, _, _)| (c, f) == (&key.0, &key.1))
-                    {
-                        changes
-                            .open
-                            .push((key.0, key.1, to_micros(a.starts_at), window_us));
-                    }
+                        .push((key.0, key.1, to_micros(a.starts_at), window_us));
                 }
-                AlertStatus::Resolved => {
-                    if !changes.close.contains(&key) {
-                        changes.close.push(key);
-                    }
-                }
+                AlertStatus::Resolved => changes.close.push(key),
             }
         }
     }
@@ -217,6 +234,8 @@ pub(crate) fn due_us(now_us: i64, delay: Option<std::time::Duration>) -> i64 {
 /// start, interval in microseconds), each once.
 pub(crate) fn reminders_of(notifications: &[NewNotification]) -> Vec<(String, String, i64, i64)> {
     let mut out: Vec<(String, String, i64, i64)> = Vec::new();
+    // A channel's message is queued once per destination: each alert once.
+    let mut seen: std::collections::HashSet<(&str, &str)> = std::collections::HashSet::new();
     for n in notifications {
         let Some(every) = n.repeat_every else {
             continue;
@@ -226,9 +245,13 @@ pub(crate) fn reminders_of(notifications: &[NewNotification]) -> Vec<(String, St
         }
         let every_us = i64::try_from(every.as_micros()).unwrap_or(i64::MAX);
         for a in &n.group.alerts {
-            let key = (n.channel.clone(), a.fingerprint.as_str().to_string());
-            if !out.iter().any(|(c, f, _, _)| (c, f) == (&key.0, &key.1)) {
-                out.push((key.0, key.1, to_micros(a.starts_at), every_us));
+            if seen.insert((n.channel.as_str(), a.fingerprint.as_str())) {
+                out.push((
+                    n.channel.clone(),
+                    a.fingerprint.as_str().to_string(),
+                    to_micros(a.starts_at),
+                    every_us,
+                ));
             }
         }
     }
@@ -488,15 +511,6 @@ pub trait Store: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Reminder>, StoreError>;
-    /// Queues reminder messages (which set the next reminder of their
-    /// alerts) and drops the reminders of alerts that no longer need one,
-    /// in one transaction.
-    async fn finish_reminders(
-        &self,
-        notifications: Vec<NewNotification>,
-        dropped: Vec<(String, String)>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
     /// Throttle windows closed at `now`, leased until `lease_until`.
     async fn claim_closed_windows(
         &self,
@@ -504,10 +518,12 @@ pub trait Store: Send + Sync {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ThrottleWindow>, StoreError>;
-    /// Queues the "still firing" messages of closed windows (which open the
-    /// next) and drops the windows with nothing to say, in one transaction.
-    async fn finish_windows(
+    /// Queues what the scheduler decided about due rows of `kind` (those
+    /// messages set the next reminder or open the next window) and drops
+    /// the rows with nothing more to do, in one transaction.
+    async fn finish_timed(
         &self,
+        kind: Timed,
         notifications: Vec<NewNotification>,
         dropped: Vec<(String, String)>,
         now: DateTime<Utc>,
@@ -958,5 +974,54 @@ mod tests {
         }
         assert_eq!(Cursor::decode("!!"), None);
         assert_eq!(Cursor::decode(""), None);
+    }
+}
+
+#[cfg(test)]
+mod timed_rows {
+    use super::*;
+    use crate::alert::Labels;
+
+    fn note(destination: &str, status: AlertStatus) -> NewNotification {
+        let labels: Labels = [("alertname".to_string(), "X".to_string())].into();
+        NewNotification {
+            channel: "c".into(),
+            destination: destination.into(),
+            group: AlertGroup {
+                status,
+                alerts: vec![IncomingAlert {
+                    fingerprint: Fingerprint::from_labels(&labels),
+                    status,
+                    labels,
+                    annotations: Labels::new(),
+                    starts_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+                    ends_at: None,
+                    generator_url: None,
+                    source: Source::Alertmanager,
+                    ack: None,
+                }],
+                others_firing: 0,
+                reminder: false,
+                group_key: None,
+                repeats: None,
+            },
+            repeat_every: Some(std::time::Duration::from_secs(3600)),
+            delay: None,
+            throttle: Some(std::time::Duration::from_secs(120)),
+        }
+    }
+
+    #[test]
+    fn one_row_per_channel_and_alert_whatever_the_destinations() {
+        let batch = [
+            note("chat-1", AlertStatus::Firing),
+            note("chat-2", AlertStatus::Firing),
+            note("chat-1", AlertStatus::Resolved),
+            note("chat-2", AlertStatus::Resolved),
+        ];
+        let w = window_changes(&batch);
+        assert_eq!(w.open.len(), 1, "opened once");
+        assert_eq!(w.close.len(), 1, "and closed once, after");
+        assert_eq!(reminders_of(&batch).len(), 1, "firing only, once");
     }
 }

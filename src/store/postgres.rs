@@ -19,7 +19,7 @@ use super::sql::{
 use super::{
     due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
     DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner, Reminder,
-    SilenceRow, StoreError, ThrottleWindow, SILENCE_COLUMNS,
+    SilenceRow, StoreError, ThrottleWindow, Timed, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -398,25 +398,6 @@ read_methods!(PostgresStore, {
             .collect()
     }
 
-    async fn finish_reminders(
-        &self,
-        notifications: Vec<NewNotification>,
-        dropped: Vec<(String, String)>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
-        insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
-        for (channel, fp) in dropped {
-            sqlx::query("DELETE FROM reminders WHERE channel = $1 AND fingerprint = $2")
-                .bind(channel)
-                .bind(fp)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     async fn claim_closed_windows(
         &self,
         now: DateTime<Utc>,
@@ -451,16 +432,21 @@ read_methods!(PostgresStore, {
             .collect()
     }
 
-    async fn finish_windows(
+    async fn finish_timed(
         &self,
+        kind: Timed,
         notifications: Vec<NewNotification>,
         dropped: Vec<(String, String)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
+        let delete = format!(
+            "DELETE FROM {} WHERE channel = $1 AND fingerprint = $2",
+            kind.table()
+        );
         for (channel, fp) in dropped {
-            sqlx::query("DELETE FROM throttle_windows WHERE channel = $1 AND fingerprint = $2")
+            sqlx::query(&delete)
                 .bind(channel)
                 .bind(fp)
                 .execute(&mut *tx)

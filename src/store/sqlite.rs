@@ -30,7 +30,8 @@ use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
     due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
     DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner,
-    NotificationRow, Reminder, SilenceRow, Store, StoreError, ThrottleWindow, SILENCE_COLUMNS,
+    NotificationRow, Reminder, SilenceRow, Store, StoreError, ThrottleWindow, Timed,
+    SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -693,24 +694,6 @@ read_methods!(SqliteStore, {
         .await
     }
 
-    async fn finish_reminders(
-        &self,
-        notifications: Vec<NewNotification>,
-        dropped: Vec<(String, String)>,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.write_with(move |conn| {
-            insert_notifications(conn, &notifications, to_micros(now))?;
-            let mut drop_row = conn
-                .prepare_cached("DELETE FROM reminders WHERE channel = ?1 AND fingerprint = ?2")?;
-            for (channel, fp) in dropped {
-                drop_row.execute(params![channel, fp])?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
     async fn claim_closed_windows(
         &self,
         now: DateTime<Utc>,
@@ -755,17 +738,19 @@ read_methods!(SqliteStore, {
         .await
     }
 
-    async fn finish_windows(
+    async fn finish_timed(
         &self,
+        kind: Timed,
         notifications: Vec<NewNotification>,
         dropped: Vec<(String, String)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.write_with(move |conn| {
             insert_notifications(conn, &notifications, to_micros(now))?;
-            let mut drop_row = conn.prepare_cached(
-                "DELETE FROM throttle_windows WHERE channel = ?1 AND fingerprint = ?2",
-            )?;
+            let mut drop_row = conn.prepare_cached(&format!(
+                "DELETE FROM {} WHERE channel = ?1 AND fingerprint = ?2",
+                kind.table()
+            ))?;
             for (channel, fp) in dropped {
                 drop_row.execute(params![channel, fp])?;
             }
