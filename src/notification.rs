@@ -29,6 +29,10 @@ pub struct AlertGroup {
     /// received again meanwhile: how often, since when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeats: Option<Repeats>,
+    /// A digest route's status summary: it replaces the alert list (which
+    /// is empty) and is sent on its own, never folded into a backlog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Box<crate::route::digest::Digest>>,
 }
 
 /// "Fired N times since …": what a throttle window counted.
@@ -172,6 +176,7 @@ mod tests {
             reminder: false,
             group_key: None,
             repeats: None,
+            digest: None,
         }
     }
 

@@ -127,6 +127,7 @@ pub async fn build(
         targets,
         silences.clone(),
         clock.clone(),
+        config.timezone,
     );
     Ok(Built { channels, planner })
 }

@@ -99,6 +99,12 @@ impl Application {
             clock.clone(),
             signal.clone(),
         );
+        // Digest schedules exist before the first request, so the first
+        // period counts from the start; one that ended while alertrelay
+        // was stopped is summed up now.
+        if let Err(e) = scheduler.send_digests(clock.now()).await {
+            tracing::error!(error = %e, "cannot schedule the digests; retrying");
+        }
         let (writer, writer_task) = IngestWriter::spawn(
             store.clone(),
             reloader.planner.clone(),

@@ -214,6 +214,8 @@ pub struct RouteConfig {
     pub group_wait: Option<Duration>,
     /// At most one firing message per alert and channel per window.
     pub throttle: Option<Duration>,
+    /// No per-event messages: one status summary per host every period.
+    pub digest: Option<Duration>,
 }
 
 /// How a route splits the alerts that changed together into messages.
@@ -757,7 +759,39 @@ fn route_from_yaml(
         }
         None => None,
     };
-    m.not_supported_yet(w, "digest");
+    let digest = match m.take("digest") {
+        Some(v) => {
+            let dpath = format!("{path}.digest");
+            match w.duration(v, &dpath) {
+                Some(d) if d < Duration::from_secs(60) || d > Duration::from_secs(7 * 86_400) => {
+                    w.error(v.line, &dpath, "must be from 1m to 7d".into());
+                    None
+                }
+                Some(d) => {
+                    // A digest replaces per-event messages, so the keys that
+                    // shape those messages would silently do nothing.
+                    let per_event = [
+                        ("group_by", group_by != GroupBy::Together),
+                        ("group_wait", group_wait.is_some()),
+                        ("repeat_interval", repeat_interval.is_some()),
+                        ("throttle", throttle.is_some()),
+                    ];
+                    for (key, set) in per_event {
+                        if set {
+                            w.error(
+                                v.line,
+                                &dpath,
+                                format!("`{key}` shapes per-event messages, which a digest route does not send; remove one of them"),
+                            );
+                        }
+                    }
+                    Some(d)
+                }
+                None => None,
+            }
+        }
+        None => None,
+    };
     m.finish(w);
     Some(RouteConfig {
         matchers,
@@ -767,6 +801,7 @@ fn route_from_yaml(
         repeat_interval,
         group_wait,
         throttle,
+        digest,
     })
 }
 

@@ -109,7 +109,7 @@ fn bad_matchers_are_config_errors() {
 #[test]
 fn features_not_built_yet_are_refused_not_ignored() {
     let text = format!(
-        "grafana:\n  url: http://g:3000\nprobes: []\n{TG}    subscribers: true\n    commands: true\n    allow_from: [\"@x\"]\n  - name: chat\n    type: slack\n    webhook_url: http://x\n    signing_secret: abc\nroutes:\n  - match: []\n    channels: [oncall]\n    throttle: 2m\n    group_by: [alertname]\n    digest: 1h\n    repeat_interval: 4h\n"
+        "grafana:\n  url: http://g:3000\nprobes: []\n{TG}    subscribers: true\n    commands: true\n    allow_from: [\"@x\"]\n  - name: chat\n    type: slack\n    webhook_url: http://x\n    signing_secret: abc\nroutes:\n  - match: []\n    channels: [oncall]\n    throttle: 2m\n    group_by: [alertname]\n    repeat_interval: 4h\n"
     );
     let errs = parse(&text).expect_err("not yet");
     let paths: Vec<(&str, &str)> = errs
@@ -123,7 +123,6 @@ fn features_not_built_yet_are_refused_not_ignored() {
         "channels[0].commands",
         "channels[0].allow_from",
         "channels[1].signing_secret",
-        "routes[0].digest",
     ] {
         assert!(
             paths
@@ -534,5 +533,35 @@ fn throttle_is_a_window_from_10s_to_24h() {
     errors(
         &format!("{TG}routes:\n  - match: []\n    channels: [oncall]\n    throttle: 5s\n"),
         &[(9, "routes[0].throttle", "from 10s to 24h")],
+    );
+}
+
+#[test]
+fn a_digest_route_takes_a_period_and_nothing_that_shapes_per_event_messages() {
+    let ok = format!(
+        "{TG}routes:\n  - match: ['source=\"gcp\"']\n    channels: [oncall]\n    digest: 1h\n"
+    );
+    let c = parse(&ok).expect("digest accepted");
+    assert_eq!(c.routes[0].digest, Some(Duration::from_secs(3600)));
+    errors(
+        &format!("{TG}routes:\n  - channels: [oncall]\n    digest: 30s\n"),
+        &[(8, "routes[0].digest", "from 1m to 7d")],
+    );
+    errors(
+        &format!("{TG}routes:\n  - channels: [oncall]\n    digest: 8d\n"),
+        &[(8, "routes[0].digest", "from 1m to 7d")],
+    );
+    errors(
+        &format!("{TG}routes:\n  - channels: [oncall]\n    digest: hourly\n"),
+        &[(8, "routes[0].digest", "")],
+    );
+    errors(
+        &format!(
+            "{TG}routes:\n  - channels: [oncall]\n    throttle: 2m\n    group_by: [alertname]\n    digest: 1h\n"
+        ),
+        &[
+            (10, "routes[0].digest", "`group_by` shapes per-event messages"),
+            (10, "routes[0].digest", "`throttle` shapes per-event messages"),
+        ],
     );
 }

@@ -27,8 +27,9 @@ use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::notification::{AlertGroup, BacklogSummary};
+use crate::route::digest::Digest;
 use crate::route::silence::SilenceBook;
-use crate::route::Router;
+use crate::route::{DigestRoute, Router};
 use crate::store::{
     Decided, DestinationFilter, NewNotification, Notification, NotificationPlanner, Store,
 };
@@ -89,22 +90,77 @@ pub struct Planner {
     targets: Vec<ChannelTarget>,
     silences: SilenceBook,
     clock: Clock,
+    timezone: chrono_tz::Tz,
 }
 
 impl Planner {
-    /// A planner for these routes and channels, minding these silences.
+    /// A planner for these routes and channels, minding these silences;
+    /// digest periods end on boundaries in `timezone`.
     pub fn new(
         router: Router,
         targets: Vec<ChannelTarget>,
         silences: SilenceBook,
         clock: Clock,
+        timezone: chrono_tz::Tz,
     ) -> Self {
         Self {
             router,
             targets,
             silences,
             clock,
+            timezone,
         }
+    }
+
+    /// The routes' digests, one per (route, channel) whose channel exists.
+    pub fn digest_routes(&self) -> Vec<DigestRoute> {
+        self.router
+            .digest_routes()
+            .into_iter()
+            .filter(|d| self.targets.iter().any(|t| t.name == d.channel))
+            .collect()
+    }
+
+    /// Whether `digest` sums up the alert with these labels.
+    pub fn in_digest(&self, labels: &crate::alert::Labels, digest: &DigestRoute) -> bool {
+        self.router.in_digest(labels, digest)
+    }
+
+    /// The zone digest periods are aligned in.
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.timezone
+    }
+
+    /// A digest to every destination of its channel (none if it is gone).
+    pub fn digest(&self, channel: &str, digest: Digest) -> Vec<NewNotification> {
+        let Some(target) = self.targets.iter().find(|t| t.name == channel) else {
+            return Vec::new();
+        };
+        let group = AlertGroup {
+            status: if digest.down() > 0 {
+                AlertStatus::Firing
+            } else {
+                AlertStatus::Resolved
+            },
+            alerts: Vec::new(),
+            others_firing: 0,
+            reminder: false,
+            group_key: None,
+            repeats: None,
+            digest: Some(Box::new(digest)),
+        };
+        target
+            .destinations
+            .iter()
+            .map(|d| NewNotification {
+                channel: channel.to_string(),
+                destination: d.clone(),
+                group: group.clone(),
+                repeat_every: None,
+                delay: None,
+                throttle: None,
+            })
+            .collect()
     }
 }
 
@@ -147,6 +203,11 @@ impl NotificationPlanner for Planner {
                 continue;
             }
             for dest in self.router.channels_for(&labels) {
+                // A digest route sends no per-event message; the scheduler
+                // sums its alerts up every period.
+                if dest.digest.is_some() {
+                    continue;
+                }
                 let Some(idx) = self.targets.iter().position(|t| t.name == dest.channel) else {
                     continue;
                 };
@@ -193,6 +254,7 @@ impl NotificationPlanner for Planner {
                 reminder: false,
                 group_key,
                 repeats: None,
+                digest: None,
             };
             for dest in &target.destinations {
                 out.push(NewNotification {
@@ -258,6 +320,7 @@ impl Planner {
             reminder: false,
             group_key: None,
             repeats: Some(repeats),
+            digest: None,
         };
         target
             .destinations
@@ -292,6 +355,7 @@ impl Planner {
             reminder: true,
             group_key: None,
             repeats: None,
+            digest: None,
         };
         target
             .destinations
@@ -657,6 +721,10 @@ impl Outbox {
             return self.deliver_batch(channel, batch).await;
         }
         pacer.until_ready(&b[0].destination).await;
+        // A digest is a summary already: it goes as it is.
+        if b[0].group.digest.is_some() {
+            return self.deliver_batch(channel, b).await;
+        }
         let batch = self.gather_group(channel, b).await;
         let now = self.clock.now();
         let backlog = match self
@@ -690,9 +758,16 @@ impl Outbox {
                 return self.deliver_batch(channel, batch).await;
             }
         };
+        // Digests in the backlog go on their own after the summary.
+        let (digests, folded): (Vec<Notification>, Vec<Notification>) =
+            folded.into_iter().partition(|n| n.group.digest.is_some());
         let mut batch = batch;
         batch.extend(folded);
         self.deliver_summary(channel, batch).await;
+        for d in digests {
+            pacer.until_ready(&d.destination).await;
+            self.deliver_one(channel, d).await;
+        }
     }
 
     /// `n` and, when its route has `group_wait`, the other pending

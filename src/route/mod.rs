@@ -1,8 +1,10 @@
 //! Deciding who hears about an alert: routes of label matchers to channels.
 //!
-//! Later this folder also holds throttle windows, digests and silences; each
-//! is a decision about an alert, none knows how a channel sends.
+//! Beside the routes: silences, digests and the scheduler of what falls
+//! due with time; each is a decision about an alert, none knows how a
+//! channel sends.
 
+pub mod digest;
 pub mod matcher;
 pub mod scheduler;
 pub mod silence;
@@ -25,6 +27,26 @@ pub struct Destination<'a> {
     pub route: usize,
     /// At most one firing message per alert per window.
     pub throttle: Option<std::time::Duration>,
+    /// A digest route: no per-event message, one summary every period.
+    pub digest: Option<std::time::Duration>,
+}
+
+/// A route with `digest:` and one of its channels: one summary of the
+/// alerts it routes there every period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestRoute {
+    /// The route's place in the config.
+    pub route: usize,
+    /// Channel name.
+    pub channel: String,
+    /// How often.
+    pub period: std::time::Duration,
+    /// The route's matchers as written (`source="gcp"`), or `every alert`:
+    /// what the digest covers, and its key in the database, so moving the
+    /// route within the file keeps its schedule.
+    pub scope: String,
+    /// The route's matchers.
+    pub matchers: Vec<matcher::Matcher>,
 }
 
 /// Routes evaluated in order: first match wins unless `continue: true`.
@@ -48,6 +70,44 @@ impl Router {
         self.routes.iter().any(|r| r.throttle.is_some())
     }
 
+    /// Every (digest route, channel) pair, in config order.
+    pub fn digest_routes(&self) -> Vec<DigestRoute> {
+        let mut out = Vec::new();
+        for (index, route) in self.routes.iter().enumerate() {
+            let Some(period) = route.digest else {
+                continue;
+            };
+            let scope = if route.matchers.is_empty() {
+                "every alert".to_string()
+            } else {
+                route
+                    .matchers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            for c in &route.channels {
+                out.push(DigestRoute {
+                    route: index,
+                    channel: c.clone(),
+                    period,
+                    scope: scope.clone(),
+                    matchers: route.matchers.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Whether the alert with these labels is summed up by `digest` (its
+    /// first route to that channel is that digest route).
+    pub fn in_digest(&self, labels: &Labels, digest: &DigestRoute) -> bool {
+        self.channels_for(labels)
+            .iter()
+            .any(|d| d.channel == digest.channel && d.route == digest.route && d.digest.is_some())
+    }
+
     /// Channel names an alert with these labels goes to, each once, in
     /// route order, with the grouping and reminder interval of the first
     /// route that sent it there.
@@ -64,6 +124,7 @@ impl Router {
                     group_wait: None,
                     route: 0,
                     throttle: None,
+                    digest: None,
                 })
                 .collect();
         }
@@ -79,6 +140,7 @@ impl Router {
                             group_wait: route.group_wait,
                             route: index,
                             throttle: route.throttle,
+                            digest: route.digest,
                         });
                     }
                 }

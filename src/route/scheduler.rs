@@ -1,13 +1,12 @@
 //! Decisions that fall due with time rather than with a webhook: the end
-//! of a silence and `repeat_interval` reminders (later: throttle windows,
-//! digests).
+//! of a silence, `repeat_interval` reminders, throttle windows and digests.
 //!
 //! Every decision compares the shared [`Clock`] with state in the database,
 //! so it survives a restart, tests move time instead of sleeping, and with
 //! several replicas the work is claimed with a lease: each silence's end is
 //! handled by one of them, and a crash half-way lets another retry it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +14,18 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::digest::{next_boundary, Digest, PeriodEvents};
 use super::silence::{Silence, SilenceBook};
-use crate::alert::{AlertStatus, IncomingAlert, StoredAlert, Transition};
+use super::DigestRoute;
+use crate::alert::{AlertStatus, IncomingAlert, Source, StoredAlert, Transition};
 use crate::clock::Clock;
 use crate::deliver::OutboxSignal;
 use crate::deliver::Planner;
 use crate::reload::Live;
-use crate::route::matcher::{matches_all, MatchOp};
-use crate::store::{AlertFilter, Cursor, Decided, NotificationPlanner, Store, StoreError, Timed};
+use crate::route::matcher::{matches_all, MatchOp, Matcher};
+use crate::store::{
+    AlertFilter, Cursor, Decided, DigestSchedule, NotificationPlanner, Store, StoreError, Timed,
+};
 
 /// How often the scheduler looks when the clock is the system's.
 const TICK: Duration = Duration::from_secs(1);
@@ -43,6 +46,8 @@ pub struct Scheduler {
     silences: SilenceBook,
     clock: Clock,
     signal: OutboxSignal,
+    /// The config whose digests have their schedules in the database.
+    digests_scheduled: std::sync::Mutex<Option<Arc<Planner>>>,
 }
 
 impl Scheduler {
@@ -60,6 +65,7 @@ impl Scheduler {
             silences,
             clock,
             signal,
+            digests_scheduled: std::sync::Mutex::new(None),
         }
     }
 
@@ -94,6 +100,9 @@ impl Scheduler {
                 }
                 if let Err(e) = self.close_windows(now).await {
                     tracing::error!(error = %e, "cannot close throttle windows; retrying");
+                }
+                if let Err(e) = self.send_digests(now).await {
+                    tracing::error!(error = %e, "cannot send digests; retrying");
                 }
             }
         })
@@ -248,24 +257,157 @@ impl Scheduler {
         Ok(closed.len())
     }
 
+    /// Sends the digests whose period has ended: one status summary per
+    /// digest route and channel of the alerts it covers, then the next
+    /// period starts (ending on the next boundary). Schedules are rows in
+    /// the database, made when a config with digests is first seen, so a
+    /// period that ended while alertrelay was stopped is summed up at
+    /// start. Returns how many digests it sent.
+    pub async fn send_digests(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let planner = self.planner.get();
+        let routes = planner.digest_routes();
+        let tz = planner.timezone();
+        {
+            let scheduled = self
+                .digests_scheduled
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_some_and(|p| Arc::ptr_eq(p, &planner));
+            if !scheduled {
+                let schedules: Vec<DigestSchedule> = routes
+                    .iter()
+                    .map(|r| DigestSchedule {
+                        channel: r.channel.clone(),
+                        scope: r.scope.clone(),
+                        period: r.period,
+                        first_due: next_boundary(now, r.period, tz),
+                    })
+                    .collect();
+                self.store.schedule_digests(&schedules, now).await?;
+                *self
+                    .digests_scheduled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(planner.clone());
+            }
+        }
+        let due = self.store.claim_due_digests(now, now + LEASE).await?;
+        let mut sent = 0;
+        for d in due {
+            let Some(route) = routes
+                .iter()
+                .find(|r| r.channel == d.channel && r.scope == d.scope)
+            else {
+                // The route or its channel is gone (a reload).
+                self.store
+                    .finish_digest(&d.channel, &d.scope, Vec::new(), None, now)
+                    .await?;
+                continue;
+            };
+            let digest = self
+                .build_digest(&planner, route, d.period_start, now)
+                .await?;
+            tracing::info!(
+                channel = %route.channel,
+                scope = %route.scope,
+                hosts = digest.hosts.len(),
+                down = digest.down(),
+                muted = digest.muted.len(),
+                "digest"
+            );
+            let notes = planner.digest(&route.channel, digest);
+            let next = (now, next_boundary(now, route.period, tz));
+            self.store
+                .finish_digest(&d.channel, &d.scope, notes, Some(next), now)
+                .await?;
+            sent += 1;
+        }
+        if sent > 0 {
+            self.signal.wake_all();
+        }
+        Ok(sent)
+    }
+
+    /// The digest of `route` for the period from `since` to `now`: every
+    /// stored alert it covers, and the incidents the period's events show.
+    async fn build_digest(
+        &self,
+        planner: &Planner,
+        route: &DigestRoute,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Digest, StoreError> {
+        let mut alerts = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        let filter = narrowed(&route.matchers, AlertFilter::default());
+        loop {
+            let page = self
+                .store
+                .list_alerts(&filter, cursor.as_ref(), PAGE)
+                .await?;
+            for a in page.items {
+                if planner.in_digest(&as_incoming(&a).match_labels(), route) {
+                    alerts.push(a);
+                }
+            }
+            match page.next_cursor.as_deref().and_then(Cursor::decode) {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let covered: std::collections::HashSet<&str> =
+            alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+        let mut in_period: HashMap<String, PeriodEvents> = HashMap::new();
+        // The period is [since, now): an event at `now` is the next one's.
+        let events = narrowed(
+            &route.matchers,
+            AlertFilter {
+                since: Some(since),
+                until: Some(now - chrono::Duration::microseconds(1)),
+                ..AlertFilter::default()
+            },
+        );
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let page = self
+                .store
+                .list_events(&events, None, cursor.as_ref(), PAGE)
+                .await?;
+            for e in page.items {
+                if covered.contains(e.fingerprint.as_str()) {
+                    let seen = in_period.entry(e.fingerprint.to_string()).or_default();
+                    match e.status {
+                        AlertStatus::Firing => seen.fired += 1,
+                        AlertStatus::Resolved => seen.resolved += 1,
+                    }
+                }
+            }
+            match page.next_cursor.as_deref().and_then(Cursor::decode) {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(Digest::build(
+            &route.scope,
+            since,
+            now,
+            &alerts,
+            &in_period,
+            |a| self.silences.mutes(&as_incoming(a).match_labels(), now),
+        ))
+    }
+
     async fn firing_alerts_matching(
         &self,
         silence: &Silence,
     ) -> Result<Vec<StoredAlert>, StoreError> {
-        // Narrow the walk by what the database can filter on.
-        let mut filter = AlertFilter {
-            status: Some(AlertStatus::Firing),
-            ..AlertFilter::default()
-        };
-        for m in &silence.matchers {
-            if m.op() == MatchOp::Equal {
-                match m.name() {
-                    "alertname" => filter.alertname = Some(m.value().to_string()),
-                    "instance" => filter.instance = Some(m.value().to_string()),
-                    _ => {}
-                }
-            }
-        }
+        let filter = narrowed(
+            &silence.matchers,
+            AlertFilter {
+                status: Some(AlertStatus::Firing),
+                ..AlertFilter::default()
+            },
+        );
         let mut out = Vec::new();
         let mut cursor: Option<Cursor> = None;
         loop {
@@ -285,6 +427,26 @@ impl Scheduler {
         }
         Ok(out)
     }
+}
+
+/// `filter` narrowed by what the database can filter on among matchers
+/// that must all hold (the caller still checks every matcher).
+fn narrowed(matchers: &[Matcher], mut filter: AlertFilter) -> AlertFilter {
+    for m in matchers {
+        if m.op() == MatchOp::Equal {
+            match m.name() {
+                "alertname" => filter.alertname = Some(m.value().to_string()),
+                "instance" => filter.instance = Some(m.value().to_string()),
+                "source" => {
+                    if let Some(s) = Source::parse(m.value()) {
+                        filter.source = Some(s);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    filter
 }
 
 /// A stored firing alert as the planner and channels see a received one.

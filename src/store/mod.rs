@@ -167,6 +167,30 @@ impl Timed {
     }
 }
 
+/// A digest route's schedule on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestSchedule {
+    /// Channel name.
+    pub channel: String,
+    /// The route's matchers as written: the digest's key.
+    pub scope: String,
+    /// How often.
+    pub period: std::time::Duration,
+    /// When the first period ends (a boundary in the configured zone).
+    pub first_due: DateTime<Utc>,
+}
+
+/// A digest whose period has ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueDigest {
+    /// Channel name.
+    pub channel: String,
+    /// The route's matchers as written.
+    pub scope: String,
+    /// When the period it sums up began.
+    pub period_start: DateTime<Utc>,
+}
+
 /// A throttle window that has closed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThrottleWindow {
@@ -526,6 +550,31 @@ pub trait Store: Send + Sync {
         kind: Timed,
         notifications: Vec<NewNotification>,
         dropped: Vec<(String, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Makes sure every digest has a schedule: a new one starts its first
+    /// period now; one whose period changed (a reload) ends its current
+    /// period at the new boundary.
+    async fn schedule_digests(
+        &self,
+        digests: &[DigestSchedule],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Digests whose period has ended at `now`, leased until `lease_until`.
+    async fn claim_due_digests(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DueDigest>, StoreError>;
+    /// Queues a digest's notifications and starts its next period
+    /// (`next`: its start and end), or drops the schedule (`None`: the
+    /// route is gone), in one transaction.
+    async fn finish_digest(
+        &self,
+        channel: &str,
+        scope: &str,
+        notifications: Vec<NewNotification>,
+        next: Option<(DateTime<Utc>, DateTime<Utc>)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Stores a silence; the answer carries its id.
@@ -912,6 +961,7 @@ mod tests {
                         reminder: false,
                         group_key: None,
                         repeats: None,
+                        digest: None,
                     },
                     repeat_every: None,
                     delay: None,
@@ -1004,6 +1054,7 @@ mod timed_rows {
                 reminder: false,
                 group_key: None,
                 repeats: None,
+                digest: None,
             },
             repeat_every: Some(std::time::Duration::from_secs(3600)),
             delay: None,

@@ -18,8 +18,8 @@ use super::sql::{
 };
 use super::{
     due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
-    DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner, Reminder,
-    SilenceRow, StoreError, ThrottleWindow, Timed, SILENCE_COLUMNS,
+    DestinationFilter, DigestSchedule, DueDigest, IngestRequest, NewNotification, Notification,
+    NotificationPlanner, Reminder, SilenceRow, StoreError, ThrottleWindow, Timed, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -452,6 +452,94 @@ read_methods!(PostgresStore, {
                 .execute(&mut *tx)
                 .await?;
         }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn schedule_digests(
+        &self,
+        digests: &[DigestSchedule],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        for d in digests {
+            sqlx::query(
+                "INSERT INTO digests (channel, scope, period_us, period_start, due_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (channel, scope) DO UPDATE SET period_us = excluded.period_us,
+                   due_at = excluded.due_at
+                 WHERE digests.period_us <> excluded.period_us",
+            )
+            .bind(&d.channel)
+            .bind(&d.scope)
+            .bind(i64::try_from(d.period.as_micros()).unwrap_or(i64::MAX))
+            .bind(to_micros(now))
+            .bind(to_micros(d.first_due))
+            .execute(&self.write)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn claim_due_digests(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DueDigest>, StoreError> {
+        // SKIP LOCKED: replicas claiming at once split the due digests.
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "UPDATE digests SET claimed_until = $1
+             WHERE (channel, scope) IN (
+                 SELECT channel, scope FROM digests
+                 WHERE due_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2)
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING channel, scope, period_start",
+        )
+        .bind(to_micros(lease_until))
+        .bind(to_micros(now))
+        .fetch_all(&self.write)
+        .await?;
+        rows.into_iter()
+            .map(|(channel, scope, start)| {
+                Ok(DueDigest {
+                    channel,
+                    scope,
+                    period_start: super::from_micros(start)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn finish_digest(
+        &self,
+        channel: &str,
+        scope: &str,
+        notifications: Vec<NewNotification>,
+        next: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
+        match next {
+            Some((start, due)) => {
+                sqlx::query(
+                    "UPDATE digests SET period_start = $1, due_at = $2, claimed_until = NULL
+                     WHERE channel = $3 AND scope = $4",
+                )
+                .bind(to_micros(start))
+                .bind(to_micros(due))
+                .bind(channel)
+                .bind(scope)
+                .execute(&mut *tx)
+                .await?
+            }
+            None => {
+                sqlx::query("DELETE FROM digests WHERE channel = $1 AND scope = $2")
+                    .bind(channel)
+                    .bind(scope)
+                    .execute(&mut *tx)
+                    .await?
+            }
+        };
         tx.commit().await?;
         Ok(())
     }

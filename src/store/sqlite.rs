@@ -29,9 +29,9 @@ use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
     due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
-    DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner,
-    NotificationRow, Reminder, SilenceRow, Store, StoreError, ThrottleWindow, Timed,
-    SILENCE_COLUMNS,
+    DestinationFilter, DigestSchedule, DueDigest, IngestRequest, NewNotification, Notification,
+    NotificationPlanner, NotificationRow, Reminder, SilenceRow, Store, StoreError, ThrottleWindow,
+    Timed, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -754,6 +754,93 @@ read_methods!(SqliteStore, {
             for (channel, fp) in dropped {
                 drop_row.execute(params![channel, fp])?;
             }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn schedule_digests(
+        &self,
+        digests: &[DigestSchedule],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let digests = digests.to_vec();
+        self.write_with(move |conn| {
+            let mut upsert = conn.prepare_cached(
+                "INSERT INTO digests (channel, scope, period_us, period_start, due_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (channel, scope) DO UPDATE SET period_us = excluded.period_us,
+                   due_at = excluded.due_at
+                 WHERE digests.period_us <> excluded.period_us",
+            )?;
+            for d in digests {
+                upsert.execute(params![
+                    d.channel,
+                    d.scope,
+                    i64::try_from(d.period.as_micros()).unwrap_or(i64::MAX),
+                    to_micros(now),
+                    to_micros(d.first_due),
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn claim_due_digests(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<DueDigest>, StoreError> {
+        self.write_with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE digests SET claimed_until = ?1
+                 WHERE due_at <= ?2 AND (claimed_until IS NULL OR claimed_until <= ?2)
+                 RETURNING channel, scope, period_start",
+            )?;
+            let rows = stmt.query_map(params![to_micros(lease_until), to_micros(now)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (channel, scope, start) = row?;
+                out.push(DueDigest {
+                    channel,
+                    scope,
+                    period_start: super::from_micros(start)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn finish_digest(
+        &self,
+        channel: &str,
+        scope: &str,
+        notifications: Vec<NewNotification>,
+        next: Option<(DateTime<Utc>, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (channel, scope) = (channel.to_string(), scope.to_string());
+        self.write_with(move |conn| {
+            insert_notifications(conn, &notifications, to_micros(now))?;
+            match next {
+                Some((start, due)) => conn
+                    .prepare_cached(
+                        "UPDATE digests SET period_start = ?1, due_at = ?2, claimed_until = NULL
+                         WHERE channel = ?3 AND scope = ?4",
+                    )?
+                    .execute(params![to_micros(start), to_micros(due), channel, scope])?,
+                None => conn
+                    .prepare_cached("DELETE FROM digests WHERE channel = ?1 AND scope = ?2")?
+                    .execute(params![channel, scope])?,
+            };
             Ok(())
         })
         .await

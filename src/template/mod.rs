@@ -582,6 +582,7 @@ pub fn sample_group(status: AlertStatus, now: DateTime<Utc>) -> AlertGroup {
         reminder: false,
         group_key: None,
         repeats: None,
+        digest: None,
     }
 }
 

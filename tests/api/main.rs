@@ -13,6 +13,7 @@ mod ack;
 mod api;
 mod chat_channels;
 mod delivery;
+mod digest;
 mod email;
 mod grouping;
 mod ingest;

@@ -150,6 +150,10 @@ impl EmailChannel {
     /// What would be sent for `group`.
     pub(crate) fn render(&self, group: &AlertGroup) -> Result<RenderedMail, DeliveryError> {
         let ctx = self.ctx.message_context(group, &self.name);
+        if let Some(d) = &group.digest {
+            let (to, _) = self.recipients(&ctx);
+            return Ok(self.render_digest(d, to));
+        }
         let parts = self
             .templates
             .render_blocks(&ctx, &BLOCKS)
@@ -165,6 +169,57 @@ impl EmailChannel {
             text,
             to: to.iter().map(ToString::to_string).collect(),
         })
+    }
+
+    /// A digest mail: the headline as subject, the lines as a simple
+    /// HTML page and as text.
+    fn render_digest(&self, d: &crate::route::digest::Digest, to: Vec<Mailbox>) -> RenderedMail {
+        use crate::route::digest::Piece;
+        use crate::template::escape_html as h;
+        let lines = d.lines(self.ctx.timezone);
+        let mut html = String::from(
+            "<!DOCTYPE html><html><body style=\"font-family:Arial,Helvetica,sans-serif;font-size:14px;color:#222\">",
+        );
+        for (i, l) in lines.iter().enumerate() {
+            let inner: String = l
+                .iter()
+                .map(|p| match p {
+                    Piece::Text(t) => h(t),
+                    Piece::Bold(t) => format!("<b>{}</b>", h(t)),
+                    Piece::Code(t) => format!("<code>{}</code>", h(t)),
+                    Piece::Italic(t) => format!("<i style=\"color:#666\">{}</i>", h(t)),
+                })
+                .collect();
+            if i == 0 {
+                html.push_str(&format!(
+                    "<h2 style=\"margin:0 0 4px 0;color:{}\">{inner}</h2>",
+                    if d.down() > 0 { "#c62828" } else { "#2e7d32" }
+                ));
+            } else if inner.is_empty() {
+                html.push_str("<br>");
+            } else {
+                html.push_str(&format!("<div>{inner}</div>"));
+            }
+        }
+        html.push_str(&format!(
+            "<p style=\"color:#888;font-size:12px\">alertrelay, channel {}, times in {}</p></body></html>",
+            h(&self.name),
+            self.ctx.timezone.name()
+        ));
+        let title = d.title();
+        RenderedMail {
+            subject: title
+                .trim_start_matches("📋 ")
+                .replacen("DIGEST · ", "[DIGEST] ", 1),
+            html,
+            text: format!(
+                "{}\n\n--\nalertrelay, channel {}, times in {}",
+                d.plain(self.ctx.timezone),
+                self.name,
+                self.ctx.timezone.name()
+            ),
+            to: to.iter().map(ToString::to_string).collect(),
+        }
     }
 
     pub(crate) async fn send(&self, group: &AlertGroup) -> Result<(), DeliveryError> {

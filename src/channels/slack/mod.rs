@@ -129,17 +129,48 @@ impl SlackChannel {
 
     /// The webhook's JSON body.
     pub(crate) fn payload(&self, group: &AlertGroup) -> Result<Value, DeliveryError> {
+        if let Some(d) = &group.digest {
+            return Ok(self.digest_payload(d));
+        }
         let ctx = self.ctx.message_context(group, &self.name);
         let parts = self
             .templates
             .render_blocks(&ctx, &["title", "body"])
             .map_err(|e| DeliveryError::permanent(format!("slack: template: {e}")))?;
         let title = parts[0].split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok(self.message(&title, &parts[1], group.status == AlertStatus::Firing))
+    }
+
+    /// A digest: its headline as the header, its lines as mrkdwn sections.
+    pub(crate) fn digest_payload(&self, d: &crate::route::digest::Digest) -> Value {
+        use crate::route::digest::Piece;
+        use crate::template::escape_mrkdwn as m;
+        let mut lines = d.lines(self.ctx.timezone).into_iter();
+        // The first line is the headline, which the header shows.
+        lines.next();
+        let body: Vec<String> = lines
+            .map(|l| {
+                l.iter()
+                    .map(|p| match p {
+                        Piece::Text(t) => m(t),
+                        Piece::Bold(t) => format!("*{}*", m(t)),
+                        Piece::Code(t) => format!("`{}`", m(t)),
+                        Piece::Italic(t) => format!("_{}_", m(t)),
+                    })
+                    .collect::<String>()
+            })
+            .collect();
+        self.message(&d.title(), &body.join("\n"), d.down() > 0)
+    }
+
+    /// A header, the body in sections within Slack's limits, and the
+    /// channel's context line, coloured by state.
+    fn message(&self, title: &str, body: &str, firing: bool) -> Value {
         let mut blocks = vec![json!({
             "type": "header",
-            "text": { "type": "plain_text", "text": cut_chars(&title, MAX_HEADER_CHARS), "emoji": true }
+            "text": { "type": "plain_text", "text": cut_chars(title, MAX_HEADER_CHARS), "emoji": true }
         })];
-        let mut texts = sections(&parts[1], MAX_SECTION_CHARS);
+        let mut texts = sections(body, MAX_SECTION_CHARS);
         // Header + sections + context must stay within the block limit.
         let room = MAX_BLOCKS - 2;
         if texts.len() > room {
@@ -155,16 +186,16 @@ impl SlackChannel {
         }
         blocks.push(json!({
             "type": "context",
-            "elements": [{ "type": "mrkdwn", "text": format!("alertrelay · {} · times in {}", crate::template::escape_mrkdwn(&self.name), ctx.timezone) }]
+            "elements": [{ "type": "mrkdwn", "text": format!("alertrelay · {} · times in {}", crate::template::escape_mrkdwn(&self.name), self.ctx.timezone.name()) }]
         }));
-        Ok(json!({
+        json!({
             "text": title,
             "attachments": [{
-                "color": if group.status == AlertStatus::Firing { FIRING_COLOUR } else { RESOLVED_COLOUR },
+                "color": if firing { FIRING_COLOUR } else { RESOLVED_COLOUR },
                 "fallback": title,
                 "blocks": blocks,
             }]
-        }))
+        })
     }
 
     /// A backlog summary: a header and one mrkdwn line per alert.

@@ -26,6 +26,9 @@ impl TelegramChannel {
     /// The parts to send: the operator's template if it renders, else the
     /// default (logging why).
     fn parts(&self, group: &AlertGroup) -> Vec<render::Part> {
+        if let Some(d) = &group.digest {
+            return render::split(&render::digest(d, &self.ctx), render::PART_BUDGET);
+        }
         if let Some(t) = &self.template {
             let ctx = self.ctx.message_context(group, &self.name);
             match t.render(&ctx) {

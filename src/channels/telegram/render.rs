@@ -288,6 +288,33 @@ pub(crate) fn render(group: &AlertGroup, ctx: &ChannelContext) -> Vec<Block> {
     blocks
 }
 
+/// A digest as blocks: one per paragraph, so a split keeps a paragraph's
+/// lines together where it can.
+pub(crate) fn digest(d: &crate::route::digest::Digest, ctx: &ChannelContext) -> Vec<Block> {
+    use crate::route::digest::Piece;
+    let mut blocks: Vec<Block> = vec![Vec::new()];
+    for l in d.lines(ctx.timezone) {
+        if l.is_empty() {
+            blocks.push(Vec::new());
+            continue;
+        }
+        let spans = l
+            .into_iter()
+            .map(|p| match p {
+                Piece::Text(t) => Span::text(t),
+                Piece::Bold(t) => Span::bold(t),
+                Piece::Code(t) => Span::code(t),
+                Piece::Italic(t) => Span::italic(t),
+            })
+            .collect();
+        if let Some(b) = blocks.last_mut() {
+            b.push(Line(spans));
+        }
+    }
+    blocks.retain(|b| !b.is_empty());
+    blocks
+}
+
 /// Packs blocks into parts of at most `budget` UTF-16 units of HTML, keeping
 /// an alert in one part when it fits, then lines, then splitting a line that
 /// alone is too long. Parts are numbered "(i/n)" when there is more than one.
@@ -558,6 +585,7 @@ mod tests {
             reminder: false,
             group_key: None,
             repeats: None,
+            digest: None,
         };
         let parts = split(&render(&g, &ctx("Asia/Shanghai")), PART_BUDGET);
         assert_eq!(parts.len(), 1);
@@ -600,6 +628,7 @@ mod tests {
             reminder: false,
             group_key: None,
             repeats: None,
+            digest: None,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         let html = &parts[0].html;
@@ -625,6 +654,7 @@ mod tests {
             reminder: false,
             group_key: None,
             repeats: None,
+            digest: None,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         assert!(parts.len() > 3);

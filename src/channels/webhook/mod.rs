@@ -57,6 +57,11 @@ pub struct WebhookBody<'a> {
     /// A throttle window closed: `{"count", "since"}` of the firing copies
     /// it counted; null otherwise.
     pub repeats: Option<&'a crate::notification::Repeats>,
+    /// A digest route's summary (then `alerts` is empty): `{"scope",
+    /// "period_start", "period_end", "hosts": [{"host", "state", "since",
+    /// "firing", "incidents"}], "muted": [...]}`. Only in digests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<&'a crate::route::digest::Digest>,
 }
 
 /// One alert of the body.
@@ -120,6 +125,7 @@ impl<'a> WebhookBody<'a> {
             others_firing: group.others_firing,
             reminder: group.reminder,
             repeats: group.repeats.as_ref(),
+            digest: group.digest.as_deref(),
         }
     }
 }
@@ -132,7 +138,8 @@ impl WebhookChannel {
     /// The JSON body: the operator's template if it renders valid JSON,
     /// else the documented [`WebhookBody`].
     fn body(&self, group: &AlertGroup) -> Result<String, DeliveryError> {
-        if let Some(t) = &self.template {
+        // A template is written for alert groups; a digest has its own body.
+        if let Some(t) = self.template.as_ref().filter(|_| group.digest.is_none()) {
             let ctx = self.ctx.message_context(group, &self.name);
             match t.render(&ctx) {
                 Ok(text) => match serde_json::from_str::<serde_json::Value>(&text) {

@@ -90,6 +90,9 @@ impl WecomChannel {
 
     /// The markdown content, within the robot's limit.
     pub(crate) fn render(&self, group: &AlertGroup) -> Result<String, DeliveryError> {
+        if let Some(d) = &group.digest {
+            return Ok(self.render_digest(d));
+        }
         let ctx = self.ctx.message_context(group, &self.name);
         let text = self
             .templates
@@ -103,6 +106,32 @@ impl WecomChannel {
                 .to_string(),
         };
         Ok(trim_to_bytes(&text, MAX_CONTENT_BYTES, &note))
+    }
+
+    /// A digest as robot markdown; past the 4096-byte limit the rest is
+    /// cut with a note (the web page has every host).
+    pub(crate) fn render_digest(&self, d: &crate::route::digest::Digest) -> String {
+        use crate::route::digest::Piece;
+        use crate::template::escape_markdown as md;
+        let text: Vec<String> = d
+            .lines(self.ctx.timezone)
+            .iter()
+            .map(|l| {
+                l.iter()
+                    .map(|p| match p {
+                        Piece::Text(t) => md(t),
+                        Piece::Bold(t) => format!("**{}**", md(t)),
+                        Piece::Code(t) => format!("`{}`", t.replace('`', "'")),
+                        Piece::Italic(t) => format!("<font color=\"comment\">{}</font>", md(t)),
+                    })
+                    .collect::<String>()
+            })
+            .collect();
+        trim_to_bytes(
+            &text.join("\n"),
+            MAX_CONTENT_BYTES,
+            "<font color=\"comment\">… trimmed to fit the robot's 4096-byte limit; every host is on the web page</font>",
+        )
     }
 
     /// A backlog summary as robot markdown.
