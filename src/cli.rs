@@ -52,7 +52,7 @@ enum Command {
         /// Channel name from the config.
         #[arg(long)]
         channel: String,
-        /// Which sample: a firing or a resolved alert.
+        /// Which sample: a firing or a resolved alert, or a digest.
         #[arg(long, value_enum, default_value = "firing")]
         sample: Sample,
         /// Config file (YAML).
@@ -75,6 +75,8 @@ enum Command {
 enum Sample {
     Firing,
     Resolved,
+    /// A digest route's status summary.
+    Digest,
 }
 
 /// Parses arguments and runs the command.
@@ -283,11 +285,20 @@ fn build_channel(cfg: &Config, channel: &str) -> anyhow::Result<crate::channels:
 async fn render(channel: String, sample: Sample, config: Option<PathBuf>) -> anyhow::Result<()> {
     let cfg = load(config.as_ref())?;
     let ch = build_channel(&cfg, &channel)?;
-    let status = match sample {
-        Sample::Firing => AlertStatus::Firing,
-        Sample::Resolved => AlertStatus::Resolved,
+    let now = Clock::system().now();
+    let group = match sample {
+        Sample::Firing => crate::template::sample_group(AlertStatus::Firing, now),
+        Sample::Resolved => crate::template::sample_group(AlertStatus::Resolved, now),
+        Sample::Digest => crate::notification::AlertGroup {
+            status: AlertStatus::Firing,
+            alerts: Vec::new(),
+            others_firing: 0,
+            reminder: false,
+            group_key: None,
+            repeats: None,
+            digest: Some(Box::new(crate::route::digest::sample_digest(now))),
+        },
     };
-    let group = crate::template::sample_group(status, Clock::system().now());
     let text = ch
         .preview(&group)
         .map_err(|e| anyhow::anyhow!("cannot render: {e}"))?;

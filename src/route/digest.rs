@@ -298,7 +298,8 @@ impl Digest {
                 line.push(Text(" · ".into()));
                 line.push(Text(h.firing.join(", ")));
                 if h.incidents > 0 {
-                    line.push(Italic(format!(" · {}", incidents(h.incidents))));
+                    line.push(Text(" · ".into()));
+                    line.push(Italic(incidents(h.incidents)));
                 }
                 out.push(line);
             }
@@ -316,10 +317,11 @@ impl Digest {
                 if let Some(since) = h.since {
                     line.push(Text(format!(" up since {}", hm(since))));
                 }
+                line.push(Text(" · ".into()));
                 line.push(Italic(if h.incidents > 0 {
-                    format!(" · {}", incidents(h.incidents))
+                    incidents(h.incidents)
                 } else {
-                    " · came back in this period".to_string()
+                    "came back in this period".to_string()
                 }));
                 out.push(line);
             }
@@ -385,6 +387,78 @@ impl Digest {
             .collect::<Vec<_>>()
             .join("\n")
     }
+}
+
+/// A digest of three hosts down, recovered and quiet plus a muted one, the
+/// period ending at `now`: for `alertrelay render --sample digest` and tests.
+pub fn sample_digest(now: DateTime<Utc>) -> Digest {
+    let host =
+        |host: &str, state, minutes_ago: i64, firing: &[&str], incidents, changes| HostStatus {
+            host: host.to_string(),
+            state,
+            since: Some(now - chrono::Duration::minutes(minutes_ago)),
+            firing: firing.iter().map(|s| s.to_string()).collect(),
+            incidents,
+            changes,
+        };
+    Digest {
+        scope: "source=\"gcp\"".into(),
+        period_start: now - chrono::Duration::hours(1),
+        period_end: now,
+        hosts: vec![
+            host(
+                "shop.example.com",
+                HostState::Down,
+                18,
+                &["Uptime check shop"],
+                1,
+                1,
+            ),
+            host("api.example.com", HostState::Up, 40, &[], 2, 4),
+            host("www.example.com", HostState::Up, 3000, &[], 0, 0),
+            host("cdn.example.com", HostState::Up, 5000, &[], 0, 0),
+        ],
+        muted: vec![host(
+            "staging.example.com",
+            HostState::Down,
+            90,
+            &["Uptime check staging"],
+            0,
+            0,
+        )],
+    }
+}
+
+/// A digest notification of `digest` (tests of each channel's layout).
+#[cfg(test)]
+pub(crate) fn digest_group(digest: Digest) -> crate::notification::AlertGroup {
+    crate::notification::AlertGroup {
+        status: AlertStatus::Firing,
+        alerts: Vec::new(),
+        others_firing: 0,
+        reminder: false,
+        group_key: None,
+        repeats: None,
+        digest: Some(Box::new(digest)),
+    }
+}
+
+/// The sample digest with `n` more quiet hosts and one named like markup.
+#[cfg(test)]
+pub(crate) fn big_hostile_digest(now: DateTime<Utc>, n: usize) -> Digest {
+    let mut d = sample_digest(now);
+    d.hosts[0].host = "<script>*_`[x](y)&amp;".into();
+    for i in 0..n {
+        d.hosts.push(HostStatus {
+            host: format!("host{i:03}.example.com"),
+            state: HostState::Up,
+            since: None,
+            firing: Vec::new(),
+            incidents: 0,
+            changes: 0,
+        });
+    }
+    d
 }
 
 fn rank(h: &HostStatus) -> u8 {

@@ -363,6 +363,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_digest_mail_goes_to_to_with_the_headline_as_subject_and_everything_escaped() {
+        let d = crate::route::digest::big_hostile_digest(crate::template::tests::snapshot_now(), 3);
+        let m = channel(None)
+            .render(&crate::route::digest::digest_group(d))
+            .expect("renders");
+        assert_eq!(m.subject, "[DIGEST] 1 down, 1 recovered, 5 up");
+        assert_eq!(m.to, ["oncall@example.com"]);
+        assert!(
+            m.text
+                .starts_with("📋 DIGEST · 1 down, 1 recovered, 5 up\n"),
+            "{}",
+            m.text
+        );
+        assert!(m.text.contains("host002.example.com"), "{}", m.text);
+        assert!(
+            m.html
+                .contains("<code>&lt;script&gt;*_`[x](y)&amp;amp;</code>"),
+            "{}",
+            m.html
+        );
+        assert!(!m.html.contains("<script>"), "{}", m.html);
+    }
+
+    #[tokio::test]
     async fn default_mail_reminder_says_still_firing() {
         let mut g = sample_group(AlertStatus::Firing, now());
         g.reminder = true;

@@ -733,6 +733,33 @@ mod snapshots {
     }
 
     #[test]
+    fn default_telegram_digest() {
+        let d = crate::route::digest::sample_digest(crate::template::tests::snapshot_now());
+        let parts = split(&digest(&d, &ctx()), PART_BUDGET);
+        assert_eq!(parts.len(), 1);
+        insta::assert_snapshot!(parts[0].html);
+    }
+
+    #[test]
+    fn a_long_hostile_digest_is_escaped_and_split_under_the_limit() {
+        let d =
+            crate::route::digest::big_hostile_digest(crate::template::tests::snapshot_now(), 500);
+        let parts = split(&digest(&d, &ctx()), PART_BUDGET);
+        assert!(parts.len() > 1);
+        for p in &parts {
+            assert!(utf16_len(&p.html) <= 4096);
+        }
+        let all: String = parts.iter().map(|p| p.html.as_str()).collect();
+        assert!(
+            all.contains("<code>&lt;script&gt;*_`[x](y)&amp;amp;</code>"),
+            "{all}"
+        );
+        for i in 0..500 {
+            assert!(all.contains(&format!("<code>host{i:03}.example.com</code>")));
+        }
+    }
+
+    #[test]
     fn default_telegram_reminder() {
         let mut g = sample_group(AlertStatus::Firing, snapshot_now());
         g.reminder = true;

@@ -214,6 +214,24 @@ mod snapshots {
     use super::WebhookBody;
 
     #[test]
+    fn a_digest_body_carries_the_hosts_and_no_alerts() {
+        let d = crate::route::digest::sample_digest(crate::template::tests::snapshot_now());
+        let g = crate::route::digest::digest_group(d);
+        let body = serde_json::to_value(WebhookBody::new("audit", &g, None)).expect("json");
+        assert_eq!(body["alerts"], serde_json::json!([]));
+        assert_eq!(body["digest"]["hosts"][0]["host"], "shop.example.com");
+        assert_eq!(body["digest"]["hosts"][0]["state"], "down");
+        assert_eq!(body["digest"]["muted"][0]["host"], "staging.example.com");
+        // Not a digest: no `digest` key at all.
+        let plain = crate::template::sample_group(
+            crate::alert::AlertStatus::Firing,
+            crate::template::tests::snapshot_now(),
+        );
+        let body = serde_json::to_value(WebhookBody::new("audit", &plain, None)).expect("json");
+        assert!(body.get("digest").is_none(), "{body}");
+    }
+
+    #[test]
     fn webhook_body_resolved_pair() {
         let g = resolved_pair();
         let body = WebhookBody::new("audit", &g, Some("https://alerts.example.com"));

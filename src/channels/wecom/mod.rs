@@ -251,6 +251,28 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_is_robot_markdown_within_4096_bytes() {
+        let now = snapshot_now();
+        let small = channel()
+            .render(&crate::route::digest::digest_group(
+                crate::route::digest::sample_digest(now),
+            ))
+            .expect("renders");
+        insta::assert_snapshot!(small);
+        let big = channel()
+            .render(&crate::route::digest::digest_group(
+                crate::route::digest::big_hostile_digest(now, 500),
+            ))
+            .expect("renders");
+        assert!(big.len() <= 4096, "{} bytes", big.len());
+        assert!(
+            big.ends_with("every host is on the web page</font>"),
+            "{big}"
+        );
+        assert!(big.contains("`<script>*_'[x](y)&amp;`"), "{big}");
+    }
+
+    #[test]
     fn default_wecom_firing() {
         let text = channel()
             .render(&sample_group(AlertStatus::Firing, snapshot_now()))
