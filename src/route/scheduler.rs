@@ -275,21 +275,15 @@ impl Scheduler {
                 .as_ref()
                 .is_some_and(|p| Arc::ptr_eq(p, &planner));
             if !scheduled {
-                let schedules: Vec<DigestSchedule> = routes
-                    .iter()
-                    .map(|r| DigestSchedule {
-                        channel: r.channel.clone(),
-                        scope: r.scope.clone(),
-                        period: r.period,
-                        first_due: next_boundary(now, r.period, tz),
-                    })
-                    .collect();
-                self.store.schedule_digests(&schedules, now).await?;
+                self.reschedule_digests(&routes, now, tz).await?;
                 *self
                     .digests_scheduled
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(planner.clone());
             }
+        }
+        if routes.is_empty() {
+            return Ok(0);
         }
         let due = self.store.claim_due_digests(now, now + LEASE).await?;
         let mut sent = 0;
@@ -326,6 +320,53 @@ impl Scheduler {
             self.signal.wake_all();
         }
         Ok(sent)
+    }
+
+    /// Brings the schedules in line with the config's digests: a new one
+    /// starts now and ends on the next boundary; one whose period changed
+    /// keeps its start and ends on the first boundary of the new period
+    /// after it (at once if that has passed); those of removed routes go.
+    async fn reschedule_digests(
+        &self,
+        routes: &[DigestRoute],
+        now: DateTime<Utc>,
+        tz: chrono_tz::Tz,
+    ) -> Result<(), StoreError> {
+        let have = self.store.digest_schedules().await?;
+        let mut upsert = Vec::new();
+        for r in routes {
+            match have
+                .iter()
+                .find(|h| h.channel == r.channel && h.scope == r.scope)
+            {
+                Some(h) if h.period == r.period => {}
+                Some(h) => upsert.push(DigestSchedule {
+                    period: r.period,
+                    due_at: next_boundary(h.period_start, r.period, tz),
+                    ..h.clone()
+                }),
+                None => upsert.push(DigestSchedule {
+                    channel: r.channel.clone(),
+                    scope: r.scope.clone(),
+                    period: r.period,
+                    period_start: now,
+                    due_at: next_boundary(now, r.period, tz),
+                }),
+            }
+        }
+        let drop: Vec<(String, String)> = have
+            .iter()
+            .filter(|h| {
+                !routes
+                    .iter()
+                    .any(|r| r.channel == h.channel && r.scope == h.scope)
+            })
+            .map(|h| (h.channel.clone(), h.scope.clone()))
+            .collect();
+        if upsert.is_empty() && drop.is_empty() {
+            return Ok(());
+        }
+        self.store.schedule_digests(&upsert, &drop).await
     }
 
     /// The digest of `route` for the period from `since` to `now`: every

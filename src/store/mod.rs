@@ -176,8 +176,36 @@ pub struct DigestSchedule {
     pub scope: String,
     /// How often.
     pub period: std::time::Duration,
-    /// When the first period ends (a boundary in the configured zone).
-    pub first_due: DateTime<Utc>,
+    /// When the current period began.
+    pub period_start: DateTime<Utc>,
+    /// When it ends (a boundary in the configured zone).
+    pub due_at: DateTime<Utc>,
+}
+
+impl DigestSchedule {
+    /// (channel, scope, period, period start, due), times in microseconds.
+    pub(crate) fn to_row(&self) -> (String, String, i64, i64, i64) {
+        (
+            self.channel.clone(),
+            self.scope.clone(),
+            i64::try_from(self.period.as_micros()).unwrap_or(i64::MAX),
+            to_micros(self.period_start),
+            to_micros(self.due_at),
+        )
+    }
+
+    /// The schedule of a row read back.
+    pub(crate) fn from_row(
+        (channel, scope, period, start, due): (String, String, i64, i64, i64),
+    ) -> Result<Self, StoreError> {
+        Ok(DigestSchedule {
+            channel,
+            scope,
+            period: std::time::Duration::from_micros(u64::try_from(period).unwrap_or(0)),
+            period_start: from_micros(start)?,
+            due_at: from_micros(due)?,
+        })
+    }
 }
 
 /// A digest whose period has ended.
@@ -552,13 +580,15 @@ pub trait Store: Send + Sync {
         dropped: Vec<(String, String)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
-    /// Makes sure every digest has a schedule: a new one starts its first
-    /// period now; one whose period changed (a reload) ends its current
-    /// period at the new boundary.
+    /// Every digest schedule.
+    async fn digest_schedules(&self) -> Result<Vec<DigestSchedule>, StoreError>;
+    /// Writes these schedules (new ones, or ones whose period changed)
+    /// and drops those of routes no longer in the config, in one
+    /// transaction.
     async fn schedule_digests(
         &self,
-        digests: &[DigestSchedule],
-        now: DateTime<Utc>,
+        upsert: &[DigestSchedule],
+        drop: &[(String, String)],
     ) -> Result<(), StoreError>;
     /// Digests whose period has ended at `now`, leased until `lease_until`.
     async fn claim_due_digests(

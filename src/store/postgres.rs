@@ -456,27 +456,44 @@ read_methods!(PostgresStore, {
         Ok(())
     }
 
+    async fn digest_schedules(&self) -> Result<Vec<DigestSchedule>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, i64)> =
+            sqlx::query_as("SELECT channel, scope, period_us, period_start, due_at FROM digests")
+                .fetch_all(&self.write)
+                .await?;
+        rows.into_iter().map(DigestSchedule::from_row).collect()
+    }
+
     async fn schedule_digests(
         &self,
-        digests: &[DigestSchedule],
-        now: DateTime<Utc>,
+        upsert: &[DigestSchedule],
+        drop: &[(String, String)],
     ) -> Result<(), StoreError> {
-        for d in digests {
+        let mut tx = self.write.begin().await?;
+        for d in upsert {
+            let (channel, scope, period, start, due) = d.to_row();
             sqlx::query(
                 "INSERT INTO digests (channel, scope, period_us, period_start, due_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (channel, scope) DO UPDATE SET period_us = excluded.period_us,
-                   due_at = excluded.due_at
-                 WHERE digests.period_us <> excluded.period_us",
+                   period_start = excluded.period_start, due_at = excluded.due_at",
             )
-            .bind(&d.channel)
-            .bind(&d.scope)
-            .bind(i64::try_from(d.period.as_micros()).unwrap_or(i64::MAX))
-            .bind(to_micros(now))
-            .bind(to_micros(d.first_due))
-            .execute(&self.write)
+            .bind(channel)
+            .bind(scope)
+            .bind(period)
+            .bind(start)
+            .bind(due)
+            .execute(&mut *tx)
             .await?;
         }
+        for (c, s) in drop {
+            sqlx::query("DELETE FROM digests WHERE channel = $1 AND scope = $2")
+                .bind(c)
+                .bind(s)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -759,28 +759,37 @@ read_methods!(SqliteStore, {
         .await
     }
 
+    async fn digest_schedules(&self) -> Result<Vec<DigestSchedule>, StoreError> {
+        let rows: Vec<(String, String, i64, i64, i64)> =
+            sqlx::query_as("SELECT channel, scope, period_us, period_start, due_at FROM digests")
+                .fetch_all(&self.read)
+                .await?;
+        rows.into_iter()
+            .map(super::DigestSchedule::from_row)
+            .collect()
+    }
+
     async fn schedule_digests(
         &self,
-        digests: &[DigestSchedule],
-        now: DateTime<Utc>,
+        upsert: &[DigestSchedule],
+        drop: &[(String, String)],
     ) -> Result<(), StoreError> {
-        let digests = digests.to_vec();
+        let (upsert, drop) = (upsert.to_vec(), drop.to_vec());
         self.write_with(move |conn| {
-            let mut upsert = conn.prepare_cached(
+            let mut put = conn.prepare_cached(
                 "INSERT INTO digests (channel, scope, period_us, period_start, due_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (channel, scope) DO UPDATE SET period_us = excluded.period_us,
-                   due_at = excluded.due_at
-                 WHERE digests.period_us <> excluded.period_us",
+                   period_start = excluded.period_start, due_at = excluded.due_at",
             )?;
-            for d in digests {
-                upsert.execute(params![
-                    d.channel,
-                    d.scope,
-                    i64::try_from(d.period.as_micros()).unwrap_or(i64::MAX),
-                    to_micros(now),
-                    to_micros(d.first_due),
-                ])?;
+            for d in upsert {
+                let (channel, scope, period, start, due) = d.to_row();
+                put.execute(params![channel, scope, period, start, due])?;
+            }
+            let mut drop_row =
+                conn.prepare_cached("DELETE FROM digests WHERE channel = ?1 AND scope = ?2")?;
+            for (c, s) in drop {
+                drop_row.execute(params![c, s])?;
             }
             Ok(())
         })

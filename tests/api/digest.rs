@@ -293,3 +293,49 @@ async fn a_period_that_ends_while_stopped_is_sent_at_start() {
     app.wait_notifications("sent", 2, WAIT).await;
     assert_eq!(fake.messages().len(), 2, "{:#?}", fake.messages());
 }
+
+/// A reload that changes a digest's period moves the end of the current
+/// period to the new boundary (the period keeps its start); one that
+/// removes the route drops its schedule.
+async fn a_reload_changes_or_drops_the_schedule(db: Db) {
+    let fake = FakeTelegram::start("9:digest-reload").await;
+    let clock = Clock::manual(at(10, 5));
+    let app = TestApp::spawn_with_clock(db, &yaml(&fake, None), clock.clone()).await;
+    app.post_ok(&am_payload(vec![am_alert(
+        "NodeDown",
+        "web1:9100",
+        "firing",
+    )]))
+    .await;
+    app.write_config(&yaml(&fake, None).replace("digest: 1h", "digest: 2h"));
+    let (status, body) = app.send_json("POST", "/-/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    advance_to(&clock, at(11, 0)).await;
+    advance_to(&clock, at(12, 0)).await;
+    let msgs = fake.wait_for_messages(1, WAIT).await;
+    assert!(
+        msgs[0]
+            .plain_text
+            .starts_with("📋 DIGEST · 1 down\n2026-11-22 10:05 → 12:00 UTC"),
+        "{}",
+        msgs[0].plain_text
+    );
+    app.wait_notifications("sent", 1, WAIT).await;
+    // Without the digest route, NodeDown goes to nobody (no route matches)
+    // and no digest comes at 14:00; a canary on oncall shows time passed.
+    let without = yaml(&fake, None)
+        .replace("digest: 1h", "")
+        .replace("  - match: ['job=\"node\"']\n    channels: [digest]\n", "");
+    app.write_config(&without);
+    let (status, body) = app.send_json("POST", "/-/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    advance_to(&clock, at(14, 0)).await;
+    let mut canary = am_alert("Canary", "pg1:5432", "firing");
+    canary["labels"]["team"] = json!("db");
+    app.post_ok(&am_payload(vec![canary])).await;
+    let msgs = fake.wait_for_messages(2, WAIT).await;
+    assert!(msgs[1].plain_text.contains("Canary"), "{msgs:#?}");
+    app.wait_notifications("sent", 2, WAIT).await;
+    assert_eq!(fake.messages_to("77").len(), 1, "{:#?}", fake.messages());
+}
+both_dbs!(a_reload_changes_or_drops_the_schedule);
