@@ -310,6 +310,7 @@ async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<(
         reminder: false,
         group_key: None,
         repeats: None,
+        flapping: None,
     };
     let mut failed = 0;
     for dest in ch.destinations() {

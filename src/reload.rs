@@ -66,6 +66,10 @@ impl NotificationPlanner for Live<Planner> {
     fn repeats(&self, alerts: &[Decided<'_>]) -> Vec<(String, String)> {
         self.get().repeats(alerts)
     }
+
+    fn flapping(&self) -> Option<crate::config::FlappingConfig> {
+        self.get().flapping()
+    }
 }
 
 /// Where a new config comes from: the file `serve` was started with (and
@@ -127,7 +131,8 @@ pub async fn build(
         targets,
         silences.clone(),
         clock.clone(),
-    );
+    )
+    .with_flapping(config.flapping);
     Ok(Built { channels, planner })
 }
 

@@ -419,6 +419,7 @@ impl Channel {
                             reminder: false,
                             group_key: None,
                             repeats: None,
+                            flapping: None,
                         };
                         self.send(destination, &group, 0).await?;
                     }

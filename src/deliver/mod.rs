@@ -25,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::{AlertStatus, IncomingAlert, Transition};
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
-use crate::config::DeliveryConfig;
-use crate::notification::{AlertGroup, BacklogSummary};
+use crate::config::{DeliveryConfig, FlappingConfig};
+use crate::flapping::FlapVerdict;
+use crate::notification::{AlertGroup, BacklogSummary, Flapping};
 use crate::route::silence::SilenceBook;
 use crate::route::Router;
 use crate::store::{
@@ -84,11 +85,16 @@ pub struct ChannelTarget {
 /// request's other still-firing alerts routed there.
 /// Alerts a silence holds back are planned no message (they are stored all
 /// the same; the scheduler notifies those still firing when it ends).
+///
+/// A flapping alert (see [`crate::flapping`]) gets one flapping message in
+/// place of the change that made it flapping, none for the changes after,
+/// and one stable message from the scheduler ([`Planner::stable`]).
 pub struct Planner {
     router: Router,
     targets: Vec<ChannelTarget>,
     silences: SilenceBook,
     clock: Clock,
+    flapping: Option<FlappingConfig>,
 }
 
 impl Planner {
@@ -104,7 +110,14 @@ impl Planner {
             targets,
             silences,
             clock,
+            flapping: None,
         }
+    }
+
+    /// The same, detecting flapping alerts with these settings (`None`: off).
+    pub fn with_flapping(mut self, flapping: Option<FlappingConfig>) -> Self {
+        self.flapping = flapping;
+        self
     }
 }
 
@@ -120,6 +133,9 @@ struct MessageKey {
     /// (route, group_wait) when the route waits to gather its group.
     wait: Option<(usize, Duration)>,
     throttle: Option<Duration>,
+    /// A flapping or stable-after-flapping message: only alerts saying the
+    /// same share it.
+    flapping: Option<Flapping>,
 }
 
 impl MessageKey {
@@ -142,6 +158,14 @@ impl NotificationPlanner for Planner {
         let now = self.clock.now();
         for d in alerts {
             let (alert, transition) = (d.alert, &d.transition);
+            // A flapping alert's changes are stored, not told.
+            if d.flap == Some(FlapVerdict::Held) {
+                continue;
+            }
+            let flapping = match d.flap {
+                Some(FlapVerdict::Notify(f)) => Some(f),
+                _ => None,
+            };
             let labels = alert.match_labels();
             if self.silences.mutes(&labels, now) {
                 continue;
@@ -151,13 +175,22 @@ impl NotificationPlanner for Planner {
                     continue;
                 };
                 if transition.notifies() {
+                    // "Started flapping" neither waits for its group nor
+                    // sets reminders or a throttle window (more changes
+                    // are coming, and held); "stable again" is the alert's
+                    // real state and does both, like an ordinary message.
+                    let started = flapping.is_some_and(|f| !f.stable);
                     let key = MessageKey {
                         target: idx,
                         status: alert.status,
                         labels: dest.group_by.key(&labels),
-                        repeat_every: dest.repeat_interval,
-                        wait: dest.group_wait.map(|w| (dest.route, w)),
-                        throttle: dest.throttle,
+                        repeat_every: dest.repeat_interval.filter(|_| !started),
+                        wait: dest
+                            .group_wait
+                            .filter(|_| flapping.is_none())
+                            .map(|w| (dest.route, w)),
+                        throttle: dest.throttle.filter(|_| !started),
+                        flapping,
                     };
                     match index.get(&key) {
                         Some(&i) => groups[i].1.push(d.shown()),
@@ -193,6 +226,7 @@ impl NotificationPlanner for Planner {
                 reminder: false,
                 group_key,
                 repeats: None,
+                flapping: key.flapping,
             };
             for dest in &target.destinations {
                 out.push(NewNotification {
@@ -206,6 +240,10 @@ impl NotificationPlanner for Planner {
             }
         }
         out
+    }
+
+    fn flapping(&self) -> Option<FlappingConfig> {
+        self.flapping
     }
 
     fn repeats(&self, alerts: &[Decided<'_>]) -> Vec<(String, String)> {
@@ -238,6 +276,29 @@ impl NotificationPlanner for Planner {
 }
 
 impl Planner {
+    /// A flapping alert has gone its window without a change: one message
+    /// with its final state, through its routes as an ordinary change
+    /// would go (silences and `send_resolved` hold; a firing one sets its
+    /// reminders and throttle window again).
+    pub fn stable(&self, alert: IncomingAlert, flapping: Flapping) -> Vec<NewNotification> {
+        let transition = match alert.status {
+            AlertStatus::Firing => Transition::Fired,
+            AlertStatus::Resolved => Transition::Resolved,
+        };
+        let decided = Decided {
+            transition,
+            starts_at: alert.starts_at,
+            ends_at: alert.ends_at,
+            ack: alert.ack.clone(),
+            flap: Some(FlapVerdict::Notify(Flapping {
+                stable: true,
+                ..flapping
+            })),
+            alert: &alert,
+        };
+        self.plan(std::slice::from_ref(&decided))
+    }
+
     /// A throttle window closed: `alert` still fires and was received
     /// `repeats.count` times since it opened. One message to every
     /// destination of `channel`; queuing it opens the next window.
@@ -258,6 +319,7 @@ impl Planner {
             reminder: false,
             group_key: None,
             repeats: Some(repeats),
+            flapping: None,
         };
         target
             .destinations
@@ -292,6 +354,7 @@ impl Planner {
             reminder: true,
             group_key: None,
             repeats: None,
+            flapping: None,
         };
         target
             .destinations

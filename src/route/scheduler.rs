@@ -1,6 +1,6 @@
 //! Decisions that fall due with time rather than with a webhook: the end
-//! of a silence and `repeat_interval` reminders (later: throttle windows,
-//! digests).
+//! of a silence, `repeat_interval` reminders, throttle windows and the end
+//! of flapping (later: digests).
 //!
 //! Every decision compares the shared [`Clock`] with state in the database,
 //! so it survives a restart, tests move time instead of sleeping, and with
@@ -95,6 +95,9 @@ impl Scheduler {
                 if let Err(e) = self.close_windows(now).await {
                     tracing::error!(error = %e, "cannot close throttle windows; retrying");
                 }
+                if let Err(e) = self.end_flapping(now).await {
+                    tracing::error!(error = %e, "cannot end flapping; retrying");
+                }
             }
         })
     }
@@ -115,6 +118,7 @@ impl Scheduler {
                     starts_at: a.starts_at,
                     ends_at: None,
                     ack: a.ack.clone(),
+                    flap: None,
                 })
                 .collect();
             // The planner skips the alerts another silence still holds.
@@ -246,6 +250,36 @@ impl Scheduler {
             self.signal.wake_all();
         }
         Ok(closed.len())
+    }
+
+    /// Ends the flapping of every alert that has gone its window without a
+    /// change at `now`: one message with its final state (see
+    /// [`Planner::stable`]). Returns how many alerts it looked at.
+    pub async fn end_flapping(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let due = self
+            .store
+            .claim_stable(now, now + LEASE, REMINDERS_PER_TICK)
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let planner = self.planner.get();
+        let mut queued = 0;
+        for d in &due {
+            let notes = match self.store.get_alert(&d.fingerprint).await? {
+                Some(a) => planner.stable(as_incoming(&a), d.flapping()),
+                None => Vec::new(),
+            };
+            let n = notes.len();
+            if self.store.finish_stable(d, notes, now).await? {
+                queued += n;
+                tracing::info!(fingerprint = %d.fingerprint, changes = d.flapped, notifications = n, "stable after flapping");
+            }
+        }
+        if queued > 0 {
+            self.signal.wake_all();
+        }
+        Ok(due.len())
     }
 
     async fn firing_alerts_matching(

@@ -30,7 +30,8 @@ use crate::alert::{
     decide, Ack, AlertState, AlertStatus, Event, Fingerprint, IncomingAlert, Source, StoredAlert,
     Transition,
 };
-use crate::config::StorageConfig;
+use crate::config::{FlappingConfig, StorageConfig};
+use crate::flapping::{FlapRow, FlapVerdict, StableDue};
 use crate::notification::AlertGroup;
 use crate::route::matcher::Matcher;
 use crate::route::silence::{NewSilence, Silence};
@@ -86,6 +87,12 @@ pub trait NotificationPlanner: Send + Sync {
     fn repeats(&self, _alerts: &[Decided<'_>]) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// Flapping detection's settings; `None` (the default) when it is off,
+    /// and then ingest loads no flapping state at all.
+    fn flapping(&self) -> Option<FlappingConfig> {
+        None
+    }
 }
 
 /// One received alert and what receiving it meant. Borrowed: a storm of new
@@ -102,6 +109,9 @@ pub struct Decided<'a> {
     pub ends_at: Option<DateTime<Utc>>,
     /// The incident's acknowledgement, if any.
     pub ack: Option<Ack>,
+    /// What flapping detection made of this change (`None`: nothing, an
+    /// ordinary change).
+    pub flap: Option<FlapVerdict>,
 }
 
 impl Decided<'_> {
@@ -528,6 +538,23 @@ pub trait Store: Send + Sync {
         dropped: Vec<(String, String)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Flapping alerts whose stable time has come at `now`, leased until
+    /// `lease_until` so one scheduler (of several replicas) takes each.
+    async fn claim_stable(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StableDue>, StoreError>;
+    /// Ends the flapping of a claimed alert and queues its stable message,
+    /// in one transaction — unless a change arrived since the claim (its
+    /// stable time moved): then nothing is done and the answer is false.
+    async fn finish_stable(
+        &self,
+        due: &StableDue,
+        notifications: Vec<NewNotification>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Stores a silence; the answer carries its id.
     async fn create_silence(
         &self,
@@ -598,6 +625,8 @@ pub(crate) struct BatchWrite<'a> {
     pub per_request: Vec<usize>,
     /// (channel, fingerprint) whose open throttle window counts a repeat.
     pub repeats: Vec<(String, String)>,
+    /// Flapping rows the batch changed (their new state), one per alert.
+    pub flaps: Vec<(Fingerprint, FlapRow)>,
 }
 
 /// Current state of an alert as far as dedup needs it, plus its end and
@@ -642,19 +671,44 @@ impl Current {
 /// fingerprints, what does the batch change? Requests are applied in order,
 /// so a fingerprint that appears twice in a batch is decided against the
 /// state the first occurrence left.
+///
+/// `flaps` are the stored flapping rows of the alerts [`flap_candidates`]
+/// named (absent: the alert has none yet), `flapping` the settings they
+/// were loaded for (read once per batch: a reload in between must not
+/// make it decide on rows it did not load).
 pub(crate) fn plan_batch<'a>(
     mut existing: HashMap<Fingerprint, Current>,
+    (flapping, mut flaps): (Option<FlappingConfig>, HashMap<Fingerprint, FlapRow>),
     requests: &'a [IngestRequest],
     planner: &dyn NotificationPlanner,
     now: DateTime<Utc>,
 ) -> BatchWrite<'a> {
     let mut out = BatchWrite::default();
     let mut index: HashMap<Fingerprint, usize> = HashMap::new();
+    let mut flaps_changed: Vec<Fingerprint> = Vec::new();
+    let mut flaps_seen: std::collections::HashSet<Fingerprint> = std::collections::HashSet::new();
     for req in requests {
         let mut decided = Vec::with_capacity(req.alerts.len());
         for a in &req.alerts {
             let cur = existing.get(&a.fingerprint).cloned();
             let t = decide(cur.as_ref().map(|c| c.state), a);
+            let flap = match (&flapping, t, &cur) {
+                (Some(cfg), Transition::Refired | Transition::Resolved, Some(c)) => {
+                    let row = flaps.entry(a.fingerprint.clone()).or_insert_with(|| {
+                        let ended = if t == Transition::Refired {
+                            c.ends_at
+                        } else {
+                            None
+                        };
+                        FlapRow::seeded(c.state.starts_at, ended, now, cfg)
+                    });
+                    if flaps_seen.insert(a.fingerprint.clone()) {
+                        flaps_changed.push(a.fingerprint.clone());
+                    }
+                    row.change(now, cfg)
+                }
+                _ => None,
+            };
             // An acknowledgement belongs to its incident: a new one starts
             // without.
             let ack = match t {
@@ -709,12 +763,43 @@ pub(crate) fn plan_batch<'a>(
                 starts_at,
                 ends_at,
                 ack,
+                flap,
             });
         }
         out.repeats.extend(planner.repeats(&decided));
         let notes = planner.plan(&decided);
         out.per_request.push(notes.len());
         out.notifications.extend(notes);
+    }
+    out.flaps = flaps_changed
+        .into_iter()
+        .filter_map(|fp| flaps.remove(&fp).map(|row| (fp, row)))
+        .collect();
+    out
+}
+
+/// The alerts of a batch whose flapping rows ingest must load: those with
+/// a stored row whose copy changes its state (Refired or Resolved). A
+/// batch's first change of an alert is always decided against the stored
+/// state, so checking each copy against it finds them all; new alerts and
+/// re-sent ones are never named, and with flapping off nothing is.
+pub(crate) fn flap_candidates(
+    existing: &HashMap<Fingerprint, Current>,
+    requests: &[IngestRequest],
+    flapping: Option<&FlappingConfig>,
+) -> Vec<Fingerprint> {
+    let mut out: Vec<Fingerprint> = Vec::new();
+    if flapping.is_none() || existing.is_empty() {
+        return out;
+    }
+    let mut seen: std::collections::HashSet<&Fingerprint> = std::collections::HashSet::new();
+    for a in requests.iter().flat_map(|r| r.alerts.iter()) {
+        let Some(c) = existing.get(&a.fingerprint) else {
+            continue;
+        };
+        if decide(Some(c.state), a).is_change() && seen.insert(&a.fingerprint) {
+            out.push(a.fingerprint.clone());
+        }
     }
     out
 }
@@ -912,6 +997,7 @@ mod tests {
                         reminder: false,
                         group_key: None,
                         repeats: None,
+                        flapping: None,
                     },
                     repeat_every: None,
                     delay: None,
@@ -956,7 +1042,13 @@ mod tests {
                 alerts: vec![alert(AlertStatus::Resolved)],
             },
         ];
-        let w = plan_batch(HashMap::new(), &reqs, &EveryChange, now);
+        let w = plan_batch(
+            HashMap::new(),
+            (None, HashMap::new()),
+            &reqs,
+            &EveryChange,
+            now,
+        );
         assert_eq!(w.alerts.len(), 1, "one row per fingerprint");
         assert_eq!(w.alerts[0].status, AlertStatus::Resolved);
         assert_eq!(w.alerts[0].ends_at, Some(now));
@@ -1004,6 +1096,7 @@ mod timed_rows {
                 reminder: false,
                 group_key: None,
                 repeats: None,
+                flapping: None,
             },
             repeat_every: Some(std::time::Duration::from_secs(3600)),
             delay: None,

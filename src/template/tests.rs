@@ -65,6 +65,7 @@ pub(crate) fn hostile_group() -> AlertGroup {
         reminder: false,
         group_key: None,
         repeats: None,
+        flapping: None,
     }
 }
 

@@ -14,6 +14,7 @@ mod api;
 mod chat_channels;
 mod delivery;
 mod email;
+mod flapping;
 mod grouping;
 mod ingest;
 mod migrations;

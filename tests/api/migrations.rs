@@ -42,6 +42,7 @@ async fn migrate_to_first_release(db: Db, url: &str) {
         reminder: false,
         group_key: None,
         repeats: None,
+        flapping: None,
     };
     let payload = serde_json::to_string(&group).expect("json");
     let rows = [
