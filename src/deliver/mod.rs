@@ -212,7 +212,9 @@ impl NotificationPlanner for Planner {
         let mut out = Vec::new();
         for (key, list) in groups {
             let target = &self.targets[key.target];
-            if key.status == AlertStatus::Resolved && !target.send_resolved {
+            // "It is flapping" is news even where resolves are not wanted.
+            let started_flapping = key.flapping.is_some_and(|f| !f.stable);
+            if key.status == AlertStatus::Resolved && !target.send_resolved && !started_flapping {
                 continue;
             }
             let group_key = key.group_key();
