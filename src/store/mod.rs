@@ -1060,6 +1060,57 @@ mod tests {
     }
 
     #[test]
+    fn only_stored_alerts_whose_copy_changes_them_load_flapping_state() {
+        let cfg = FlappingConfig::default();
+        let stored = |status| Current {
+            state: AlertState {
+                status,
+                starts_at: alert(status).starts_at,
+            },
+            ends_at: None,
+            ack: None,
+        };
+        let firing = alert(AlertStatus::Firing);
+        let mut other = alert(AlertStatus::Firing);
+        other.fingerprint = Fingerprint::new("other");
+        let mut new = alert(AlertStatus::Firing);
+        new.fingerprint = Fingerprint::new("new");
+        let existing: HashMap<Fingerprint, Current> = [
+            (firing.fingerprint.clone(), stored(AlertStatus::Firing)),
+            (other.fingerprint.clone(), stored(AlertStatus::Firing)),
+        ]
+        .into();
+        // A re-send, then a resolve of the first; a re-send of the other;
+        // a new alert: only the first changes.
+        let reqs = vec![IngestRequest {
+            alerts: vec![
+                firing.clone(),
+                other.clone(),
+                new.clone(),
+                alert(AlertStatus::Resolved),
+            ],
+        }];
+        assert_eq!(
+            flap_candidates(&existing, &reqs, Some(&cfg)),
+            vec![firing.fingerprint.clone()]
+        );
+        assert!(flap_candidates(&existing, &reqs, None).is_empty(), "off");
+        let w = plan_batch(
+            existing,
+            (Some(cfg), HashMap::new()),
+            &reqs,
+            &EveryChange,
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 0)
+                .single()
+                .expect("t"),
+        );
+        assert_eq!(w.flaps.len(), 1, "one row written, for the resolve");
+        assert_eq!(w.flaps[0].0, firing.fingerprint);
+        // Its start (5 minutes before, within the 10m window) and the resolve.
+        assert_eq!(w.flaps[0].1.changes.len(), 2);
+    }
+
+    #[test]
     fn cursor_round_trip_and_garbage() {
         for c in [Cursor::Alert(123, "abc:def".into()), Cursor::Id(42)] {
             assert_eq!(Cursor::decode(&c.encode()), Some(c));

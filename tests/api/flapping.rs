@@ -225,3 +225,27 @@ async fn a_restart_while_flapping_still_ends_it_once(db: Db) {
     assert_told_exactly(&app, &fake, 5).await;
 }
 both_dbs!(a_restart_while_flapping_still_ends_it_once);
+
+/// Silences win: a flapping alert silenced before it is stable gets no
+/// stable message.
+async fn a_silenced_flapping_alert_is_not_told_it_is_stable(db: Db) {
+    let fake = FakeTelegram::start("9:flapping-silence").await;
+    let clock = Clock::manual(Clock::system().now());
+    let config = yaml(&fake, "flapping: { changes: 4, window: 2m }\n");
+    let app = TestApp::spawn_with_clock(db, &config, clock.clone()).await;
+    let mut told = 0;
+    post_changes(&app, &fake, &clock, 0..4, &mut told, |_| true).await;
+    assert!(fake.messages()[3].plain_text.starts_with("〰️ FLAPPING"));
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/api/v1/silences",
+            Some(&json!({"matchers": ["instance=\"sw1:9100\""], "duration": "1h", "comment": "cable swap"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    post_changes(&app, &fake, &clock, 4..5, &mut told, |_| false).await;
+    clock.advance(chrono::Duration::minutes(3));
+    assert_told_exactly(&app, &fake, 4).await;
+}
+both_dbs!(a_silenced_flapping_alert_is_not_told_it_is_stable);
