@@ -103,12 +103,19 @@ impl Scheduler {
     }
 
     /// Handles every silence that has ended: the alerts it matched that
-    /// still fire, and no other silence holds, are notified now. Returns
+    /// still fire, are not flapping (their state is told when they are
+    /// stable), and no other silence holds, are notified now. Returns
     /// how many silences it handled.
     pub async fn end_silences(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let ended = self.store.claim_ended_silences(now, now + LEASE).await?;
         for silence in &ended {
-            let firing = self.firing_alerts_matching(silence).await?;
+            let mut firing = self.firing_alerts_matching(silence).await?;
+            // A flapping alert's state is told when it is stable again.
+            if !firing.is_empty() {
+                let fps: Vec<String> = firing.iter().map(|a| a.fingerprint.to_string()).collect();
+                let flapping = self.store.flapping_among(&fps).await?;
+                firing.retain(|a| !flapping.contains(a.fingerprint.as_str()));
+            }
             let incoming: Vec<IncomingAlert> = firing.iter().map(as_incoming).collect();
             let decided: Vec<Decided<'_>> = incoming
                 .iter()

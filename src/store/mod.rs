@@ -538,6 +538,11 @@ pub trait Store: Send + Sync {
         dropped: Vec<(String, String)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Which of these alerts are flapping now.
+    async fn flapping_among(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError>;
     /// Flapping alerts whose stable time has come at `now`, leased until
     /// `lease_until` so one scheduler (of several replicas) takes each.
     async fn claim_stable(

@@ -249,3 +249,42 @@ async fn a_silenced_flapping_alert_is_not_told_it_is_stable(db: Db) {
     assert_told_exactly(&app, &fake, 4).await;
 }
 both_dbs!(a_silenced_flapping_alert_is_not_told_it_is_stable);
+
+/// A silence that ends while the alert still flaps does not tell its state
+/// (that is the stable message's job, which then comes unsilenced).
+async fn a_silence_ending_while_flapping_leaves_it_to_the_stable_message(db: Db) {
+    let fake = FakeTelegram::start("9:flapping-silence-end").await;
+    let clock = Clock::manual(Clock::system().now());
+    let config = yaml(&fake, "flapping: { changes: 4, window: 2m }\n");
+    let app = TestApp::spawn_with_clock(db, &config, clock.clone()).await;
+    let mut told = 0;
+    post_changes(&app, &fake, &clock, 0..4, &mut told, |_| true).await;
+    let (status, body) = app
+        .send_json(
+            "POST",
+            "/api/v1/silences",
+            Some(&json!({"matchers": ["instance=\"sw1:9100\""], "comment": "cable swap"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // It fires again, held, and the silence is deleted while it flaps.
+    post_changes(&app, &fake, &clock, 4..5, &mut told, |_| false).await;
+    let id = body["id"].as_i64().expect("silence id");
+    let (status, body) = app
+        .send_json("DELETE", &format!("/api/v1/silences/{id}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    clock.advance(chrono::Duration::seconds(1));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_told_exactly(&app, &fake, 4).await;
+    clock.advance(chrono::Duration::minutes(2));
+    let msgs = fake.wait_for_messages(5, WAIT).await;
+    assert!(
+        msgs[4]
+            .plain_text
+            .starts_with("🔥 STABLE after flapping · now firing\n"),
+        "{}",
+        msgs[4].plain_text
+    );
+}
+both_dbs!(a_silence_ending_while_flapping_leaves_it_to_the_stable_message);
