@@ -288,3 +288,35 @@ async fn a_silence_ending_while_flapping_leaves_it_to_the_stable_message(db: Db)
     );
 }
 both_dbs!(a_silence_ending_while_flapping_leaves_it_to_the_stable_message);
+
+/// "It is flapping" reaches a channel that does not want resolves even
+/// when the change that made it so was a resolve; the stable message then
+/// follows `send_resolved` like any resolve.
+async fn flapping_is_told_where_resolves_are_not(db: Db) {
+    let fake = FakeTelegram::start("9:flapping-no-resolved").await;
+    let clock = Clock::manual(Clock::system().now());
+    let config = format!(
+        "{FAST_DELIVERY}flapping: {{ changes: 4, window: 1m }}\nchannels:\n{}    send_resolved: false\n",
+        telegram_channel("oncall", &fake, &["42"])
+    );
+    let app = TestApp::spawn_with_clock(db, &config, clock.clone()).await;
+    let mut told = 0;
+    // Firing told, resolves not, the fourth change (a resolve) is FLAPPING.
+    post_changes(&app, &fake, &clock, 0..4, &mut told, |i| i != 1).await;
+    let heads: Vec<String> = fake
+        .messages()
+        .iter()
+        .map(|m| m.plain_text.lines().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        heads,
+        [
+            "🔥 FIRING",
+            "🔥 FIRING",
+            "〰️ FLAPPING · changed state 4 times in 1m, now resolved"
+        ]
+    );
+    clock.advance(chrono::Duration::minutes(2));
+    assert_told_exactly(&app, &fake, 3).await;
+}
+both_dbs!(flapping_is_told_where_resolves_are_not);
