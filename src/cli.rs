@@ -297,6 +297,7 @@ async fn render(channel: String, sample: Sample, config: Option<PathBuf>) -> any
             group_key: None,
             repeats: None,
             digest: Some(Box::new(crate::route::digest::sample_digest(now))),
+            flapping: None,
         },
     };
     let text = ch
@@ -322,6 +323,7 @@ async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<(
         group_key: None,
         repeats: None,
         digest: None,
+        flapping: None,
     };
     let mut failed = 0;
     for dest in ch.destinations() {

@@ -33,6 +33,42 @@ pub struct AlertGroup {
     /// is empty) and is sent on its own, never folded into a backlog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Box<crate::route::digest::Digest>>,
+    /// The listed alert started flapping (`stable: false`: its further
+    /// changes are held) or is stable again after flapping (`stable: true`:
+    /// this is its final state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<Flapping>,
+}
+
+/// "Changed state 6 times in 10m": what flapping detection saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Flapping {
+    /// State changes counted: within the window when it started flapping;
+    /// every change since it started, when it is stable again.
+    pub changes: u32,
+    /// The configured `flapping.window`, in seconds.
+    pub window_seconds: u64,
+    /// False: it started flapping. True: it has been stable for the window.
+    pub stable: bool,
+}
+
+impl Flapping {
+    /// The window as configured: `10m`, `1h`, `90s`, `1h30m`.
+    pub fn window_text(&self) -> String {
+        let s = self.window_seconds;
+        let (h, m, sec) = (s / 3600, s % 3600 / 60, s % 60);
+        let mut out = String::new();
+        if h > 0 {
+            out.push_str(&format!("{h}h"));
+        }
+        if m > 0 {
+            out.push_str(&format!("{m}m"));
+        }
+        if sec > 0 || out.is_empty() {
+            out.push_str(&format!("{sec}s"));
+        }
+        out
+    }
 }
 
 /// "Fired N times since …": what a throttle window counted.
@@ -177,6 +213,7 @@ mod tests {
             group_key: None,
             repeats: None,
             digest: None,
+            flapping: None,
         }
     }
 
@@ -208,5 +245,27 @@ mod tests {
         assert_eq!(s.headline(), "4 more alerts: 3 firing, 1 resolved");
         assert_eq!(s.lines(2).len(), 2);
         assert_eq!(s.lines(10)[0].icon, "✅");
+    }
+}
+
+#[cfg(test)]
+mod flapping_tests {
+    use super::Flapping;
+
+    #[test]
+    fn window_text_reads_like_the_config() {
+        let w = |window_seconds| {
+            Flapping {
+                changes: 6,
+                window_seconds,
+                stable: false,
+            }
+            .window_text()
+        };
+        assert_eq!(w(600), "10m");
+        assert_eq!(w(3600), "1h");
+        assert_eq!(w(5400), "1h30m");
+        assert_eq!(w(90), "1m30s");
+        assert_eq!(w(86_400), "24h");
     }
 }

@@ -66,6 +66,10 @@ impl NotificationPlanner for Live<Planner> {
     fn repeats(&self, alerts: &[Decided<'_>]) -> Vec<(String, String)> {
         self.get().repeats(alerts)
     }
+
+    fn flapping(&self) -> Option<crate::config::FlappingConfig> {
+        self.get().flapping()
+    }
 }
 
 /// Where a new config comes from: the file `serve` was started with (and
@@ -128,7 +132,8 @@ pub async fn build(
         silences.clone(),
         clock.clone(),
         config.timezone,
-    );
+    )
+    .with_flapping(config.flapping);
     Ok(Built { channels, planner })
 }
 

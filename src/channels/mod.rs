@@ -420,6 +420,7 @@ impl Channel {
                             group_key: None,
                             repeats: None,
                             digest: None,
+                            flapping: None,
                         };
                         self.send(destination, &group, 0).await?;
                     }

@@ -244,6 +244,28 @@ impl GroupBy {
     }
 }
 
+/// `flapping:`: an alert that changes state `changes` times within
+/// `window` is flapping: one message says so, later changes are held until
+/// it has been stable for `window`, then one message gives its final state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlappingConfig {
+    /// State changes within the window that make an alert flapping (3 to 100).
+    pub changes: u32,
+    /// The trailing window changes are counted in, and how long a flapping
+    /// alert must go without a change to be stable again (1m to 24h).
+    pub window: Duration,
+}
+
+impl Default for FlappingConfig {
+    /// 6 changes in 10 minutes.
+    fn default() -> Self {
+        Self {
+            changes: 6,
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
 /// The whole checked configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -269,6 +291,8 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// Largest accepted webhook body.
     pub max_body_bytes: usize,
+    /// Flapping detection; `None` when `flapping: off`.
+    pub flapping: Option<FlappingConfig>,
 }
 
 impl Default for Config {
@@ -290,6 +314,7 @@ impl Default for Config {
             contacts: Vec::new(),
             delivery: DeliveryConfig::default(),
             max_body_bytes: 4 * 1024 * 1024,
+            flapping: Some(FlappingConfig::default()),
         }
     }
 }
@@ -634,10 +659,49 @@ fn build(w: &mut Walker, root: &yaml::Node) -> Option<Config> {
             }
         }
     }
+    if let Some(n) = top.take("flapping") {
+        cfg.flapping = flapping_from_yaml(w, n);
+    }
     for key in ["grafana", "probes"] {
         top.not_supported_yet(w, key);
     }
     top.finish(w);
+    Some(cfg)
+}
+
+/// `flapping: off` (or `false`), or `{ changes: 6, window: 10m }` with
+/// either key left to its default. A rejected value keeps the default.
+fn flapping_from_yaml(w: &mut Walker, node: &yaml::Node) -> Option<FlappingConfig> {
+    let mut cfg = FlappingConfig::default();
+    match &node.value {
+        yaml::Value::Bool(false) => return None,
+        yaml::Value::Str(s) if s == "off" => return None,
+        yaml::Value::Map(_) => {}
+        _ => {
+            w.error(
+                node.line,
+                "flapping",
+                "expected `off` or a mapping like { changes: 6, window: 10m }".into(),
+            );
+            return Some(cfg);
+        }
+    }
+    let mut m = w.map(node, "flapping")?;
+    if let Some(v) = m.take("changes") {
+        if let Some(x) = w.integer(v, "flapping.changes", 3, 100) {
+            cfg.changes = x as u32;
+        }
+    }
+    if let Some(v) = m.take("window") {
+        match w.duration(v, "flapping.window") {
+            Some(d) if d < Duration::from_secs(60) || d > Duration::from_secs(86_400) => {
+                w.error(v.line, "flapping.window", "must be from 1m to 24h".into());
+            }
+            Some(d) => cfg.window = d,
+            None => {}
+        }
+    }
+    m.finish(w);
     Some(cfg)
 }
 

@@ -565,3 +565,70 @@ fn a_digest_route_takes_a_period_and_nothing_that_shapes_per_event_messages() {
         ],
     );
 }
+
+#[test]
+fn flapping_is_on_by_default_and_can_be_tuned_or_turned_off() {
+    let c = parse("").expect("ok");
+    assert_eq!(c.flapping, Some(FlappingConfig::default()));
+    assert_eq!(c.flapping.map(|f| f.changes), Some(6));
+    assert_eq!(
+        c.flapping.map(|f| f.window),
+        Some(std::time::Duration::from_secs(600))
+    );
+    let c = parse("flapping: { changes: 4, window: 2m }\n").expect("ok");
+    assert_eq!(
+        c.flapping,
+        Some(FlappingConfig {
+            changes: 4,
+            window: std::time::Duration::from_secs(120)
+        })
+    );
+    let c = parse("flapping:\n  window: 1h\n").expect("ok");
+    assert_eq!(
+        c.flapping.map(|f| f.changes),
+        Some(6),
+        "changes keeps its default"
+    );
+    assert_eq!(parse("flapping: off\n").expect("ok").flapping, None);
+    assert_eq!(parse("flapping: false\n").expect("ok").flapping, None);
+}
+
+#[test]
+fn flapping_bad_values_are_errors_with_their_path() {
+    errors(
+        "flapping: { changes: 0 }\n",
+        &[(1, "flapping.changes", "out of range (3 to 100)")],
+    );
+    errors(
+        "flapping:\n  changes: 1\n",
+        &[(2, "flapping.changes", "out of range (3 to 100)")],
+    );
+    errors(
+        "flapping:\n  changes: 1000\n",
+        &[(2, "flapping.changes", "out of range (3 to 100)")],
+    );
+    errors(
+        "flapping:\n  window: 0s\n",
+        &[(2, "flapping.window", "from 1m to 24h")],
+    );
+    errors(
+        "flapping:\n  window: 2d\n",
+        &[(2, "flapping.window", "from 1m to 24h")],
+    );
+    errors(
+        "flapping:\n  window: soon\n",
+        &[(2, "flapping.window", "not a duration")],
+    );
+    errors(
+        "flapping:\n  changes: 6\n  windw: 10m\n",
+        &[(3, "flapping.windw", "unknown key")],
+    );
+    errors(
+        "flapping: on\n",
+        &[(1, "flapping", "expected `off` or a mapping")],
+    );
+    errors(
+        "flapping: true\n",
+        &[(1, "flapping", "expected `off` or a mapping")],
+    );
+}

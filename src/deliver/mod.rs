@@ -25,8 +25,9 @@ use tokio_util::sync::CancellationToken;
 use crate::alert::{AlertStatus, IncomingAlert, Transition};
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
-use crate::config::DeliveryConfig;
-use crate::notification::{AlertGroup, BacklogSummary};
+use crate::config::{DeliveryConfig, FlappingConfig};
+use crate::flapping::FlapVerdict;
+use crate::notification::{AlertGroup, BacklogSummary, Flapping};
 use crate::route::digest::Digest;
 use crate::route::silence::SilenceBook;
 use crate::route::{DigestRoute, Router};
@@ -85,12 +86,17 @@ pub struct ChannelTarget {
 /// request's other still-firing alerts routed there.
 /// Alerts a silence holds back are planned no message (they are stored all
 /// the same; the scheduler notifies those still firing when it ends).
+///
+/// A flapping alert (see [`crate::flapping`]) gets one flapping message in
+/// place of the change that made it flapping, none for the changes after,
+/// and one stable message from the scheduler ([`Planner::stable`]).
 pub struct Planner {
     router: Router,
     targets: Vec<ChannelTarget>,
     silences: SilenceBook,
     clock: Clock,
     timezone: chrono_tz::Tz,
+    flapping: Option<FlappingConfig>,
 }
 
 impl Planner {
@@ -109,7 +115,14 @@ impl Planner {
             silences,
             clock,
             timezone,
+            flapping: None,
         }
+    }
+
+    /// The same, detecting flapping alerts with these settings (`None`: off).
+    pub fn with_flapping(mut self, flapping: Option<FlappingConfig>) -> Self {
+        self.flapping = flapping;
+        self
     }
 
     /// The routes' digests, one per (route, channel) whose channel exists.
@@ -148,6 +161,7 @@ impl Planner {
             group_key: None,
             repeats: None,
             digest: Some(Box::new(digest)),
+            flapping: None,
         };
         target
             .destinations
@@ -176,6 +190,9 @@ struct MessageKey {
     /// (route, group_wait) when the route waits to gather its group.
     wait: Option<(usize, Duration)>,
     throttle: Option<Duration>,
+    /// A flapping or stable-after-flapping message: only alerts saying the
+    /// same share it.
+    flapping: Option<Flapping>,
 }
 
 impl MessageKey {
@@ -198,6 +215,14 @@ impl NotificationPlanner for Planner {
         let now = self.clock.now();
         for d in alerts {
             let (alert, transition) = (d.alert, &d.transition);
+            // A flapping alert's changes are stored, not told.
+            if d.flap == Some(FlapVerdict::Held) {
+                continue;
+            }
+            let flapping = match d.flap {
+                Some(FlapVerdict::Notify(f)) => Some(f),
+                _ => None,
+            };
             let labels = alert.match_labels();
             if self.silences.mutes(&labels, now) {
                 continue;
@@ -212,13 +237,22 @@ impl NotificationPlanner for Planner {
                     continue;
                 };
                 if transition.notifies() {
+                    // "Started flapping" neither waits for its group nor
+                    // sets reminders or a throttle window (more changes
+                    // are coming, and held); "stable again" is the alert's
+                    // real state and does both, like an ordinary message.
+                    let started = flapping.is_some_and(|f| !f.stable);
                     let key = MessageKey {
                         target: idx,
                         status: alert.status,
                         labels: dest.group_by.key(&labels),
-                        repeat_every: dest.repeat_interval,
-                        wait: dest.group_wait.map(|w| (dest.route, w)),
-                        throttle: dest.throttle,
+                        repeat_every: dest.repeat_interval.filter(|_| !started),
+                        wait: dest
+                            .group_wait
+                            .filter(|_| flapping.is_none())
+                            .map(|w| (dest.route, w)),
+                        throttle: dest.throttle.filter(|_| !started),
+                        flapping,
                     };
                     match index.get(&key) {
                         Some(&i) => groups[i].1.push(d.shown()),
@@ -240,7 +274,9 @@ impl NotificationPlanner for Planner {
         let mut out = Vec::new();
         for (key, list) in groups {
             let target = &self.targets[key.target];
-            if key.status == AlertStatus::Resolved && !target.send_resolved {
+            // "It is flapping" is news even where resolves are not wanted.
+            let started_flapping = key.flapping.is_some_and(|f| !f.stable);
+            if key.status == AlertStatus::Resolved && !target.send_resolved && !started_flapping {
                 continue;
             }
             let group_key = key.group_key();
@@ -255,6 +291,7 @@ impl NotificationPlanner for Planner {
                 group_key,
                 repeats: None,
                 digest: None,
+                flapping: key.flapping,
             };
             for dest in &target.destinations {
                 out.push(NewNotification {
@@ -268,6 +305,10 @@ impl NotificationPlanner for Planner {
             }
         }
         out
+    }
+
+    fn flapping(&self) -> Option<FlappingConfig> {
+        self.flapping
     }
 
     fn repeats(&self, alerts: &[Decided<'_>]) -> Vec<(String, String)> {
@@ -300,6 +341,29 @@ impl NotificationPlanner for Planner {
 }
 
 impl Planner {
+    /// A flapping alert has gone its window without a change: one message
+    /// with its final state, through its routes as an ordinary change
+    /// would go (silences and `send_resolved` hold; a firing one sets its
+    /// reminders and throttle window again).
+    pub fn stable(&self, alert: IncomingAlert, flapping: Flapping) -> Vec<NewNotification> {
+        let transition = match alert.status {
+            AlertStatus::Firing => Transition::Fired,
+            AlertStatus::Resolved => Transition::Resolved,
+        };
+        let decided = Decided {
+            transition,
+            starts_at: alert.starts_at,
+            ends_at: alert.ends_at,
+            ack: alert.ack.clone(),
+            flap: Some(FlapVerdict::Notify(Flapping {
+                stable: true,
+                ..flapping
+            })),
+            alert: &alert,
+        };
+        self.plan(std::slice::from_ref(&decided))
+    }
+
     /// A throttle window closed: `alert` still fires and was received
     /// `repeats.count` times since it opened. One message to every
     /// destination of `channel`; queuing it opens the next window.
@@ -321,6 +385,7 @@ impl Planner {
             group_key: None,
             repeats: Some(repeats),
             digest: None,
+            flapping: None,
         };
         target
             .destinations
@@ -356,6 +421,7 @@ impl Planner {
             group_key: None,
             repeats: None,
             digest: None,
+            flapping: None,
         };
         target
             .destinations

@@ -440,6 +440,7 @@ pub(crate) fn digest_group(digest: Digest) -> crate::notification::AlertGroup {
         group_key: None,
         repeats: None,
         digest: Some(Box::new(digest)),
+        flapping: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Decisions that fall due with time rather than with a webhook: the end
-//! of a silence, `repeat_interval` reminders, throttle windows and digests.
+//! of a silence, `repeat_interval` reminders, throttle windows, the end
+//! of flapping, and digests.
 //!
 //! Every decision compares the shared [`Clock`] with state in the database,
 //! so it survives a restart, tests move time instead of sleeping, and with
@@ -104,17 +105,27 @@ impl Scheduler {
                 if let Err(e) = self.send_digests(now).await {
                     tracing::error!(error = %e, "cannot send digests; retrying");
                 }
+                if let Err(e) = self.end_flapping(now).await {
+                    tracing::error!(error = %e, "cannot end flapping; retrying");
+                }
             }
         })
     }
 
     /// Handles every silence that has ended: the alerts it matched that
-    /// still fire, and no other silence holds, are notified now. Returns
+    /// still fire, are not flapping (their state is told when they are
+    /// stable), and no other silence holds, are notified now. Returns
     /// how many silences it handled.
     pub async fn end_silences(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let ended = self.store.claim_ended_silences(now, now + LEASE).await?;
         for silence in &ended {
-            let firing = self.firing_alerts_matching(silence).await?;
+            let mut firing = self.firing_alerts_matching(silence).await?;
+            // A flapping alert's state is told when it is stable again.
+            if !firing.is_empty() {
+                let fps: Vec<String> = firing.iter().map(|a| a.fingerprint.to_string()).collect();
+                let flapping = self.store.flapping_among(&fps).await?;
+                firing.retain(|a| !flapping.contains(a.fingerprint.as_str()));
+            }
             let incoming: Vec<IncomingAlert> = firing.iter().map(as_incoming).collect();
             let decided: Vec<Decided<'_>> = incoming
                 .iter()
@@ -124,6 +135,7 @@ impl Scheduler {
                     starts_at: a.starts_at,
                     ends_at: None,
                     ack: a.ack.clone(),
+                    flap: None,
                 })
                 .collect();
             // The planner skips the alerts another silence still holds.
@@ -436,6 +448,36 @@ impl Scheduler {
             &in_period,
             |a| self.silences.mutes(&as_incoming(a).match_labels(), now),
         ))
+    }
+
+    /// Ends the flapping of every alert that has gone its window without a
+    /// change at `now`: one message with its final state (see
+    /// [`Planner::stable`]). Returns how many alerts it looked at.
+    pub async fn end_flapping(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let due = self
+            .store
+            .claim_stable(now, now + LEASE, REMINDERS_PER_TICK)
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let planner = self.planner.get();
+        let mut queued = 0;
+        for d in &due {
+            let notes = match self.store.get_alert(&d.fingerprint).await? {
+                Some(a) => planner.stable(as_incoming(&a), d.flapping()),
+                None => Vec::new(),
+            };
+            let n = notes.len();
+            if self.store.finish_stable(d, notes, now).await? {
+                queued += n;
+                tracing::info!(fingerprint = %d.fingerprint, changes = d.flapped, notifications = n, "stable after flapping");
+            }
+        }
+        if queued > 0 {
+            self.signal.wake_all();
+        }
+        Ok(due.len())
     }
 
     async fn firing_alerts_matching(

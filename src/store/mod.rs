@@ -30,7 +30,8 @@ use crate::alert::{
     decide, Ack, AlertState, AlertStatus, Event, Fingerprint, IncomingAlert, Source, StoredAlert,
     Transition,
 };
-use crate::config::StorageConfig;
+use crate::config::{FlappingConfig, StorageConfig};
+use crate::flapping::{FlapRow, FlapVerdict, StableDue};
 use crate::notification::AlertGroup;
 use crate::route::matcher::Matcher;
 use crate::route::silence::{NewSilence, Silence};
@@ -86,6 +87,12 @@ pub trait NotificationPlanner: Send + Sync {
     fn repeats(&self, _alerts: &[Decided<'_>]) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// Flapping detection's settings; `None` (the default) when it is off,
+    /// and then ingest loads no flapping state at all.
+    fn flapping(&self) -> Option<FlappingConfig> {
+        None
+    }
 }
 
 /// One received alert and what receiving it meant. Borrowed: a storm of new
@@ -102,6 +109,9 @@ pub struct Decided<'a> {
     pub ends_at: Option<DateTime<Utc>>,
     /// The incident's acknowledgement, if any.
     pub ack: Option<Ack>,
+    /// What flapping detection made of this change (`None`: nothing, an
+    /// ordinary change).
+    pub flap: Option<FlapVerdict>,
 }
 
 impl Decided<'_> {
@@ -607,6 +617,28 @@ pub trait Store: Send + Sync {
         next: Option<(DateTime<Utc>, DateTime<Utc>)>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Which of these alerts are flapping now.
+    async fn flapping_among(
+        &self,
+        fingerprints: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError>;
+    /// Flapping alerts whose stable time has come at `now`, leased until
+    /// `lease_until` so one scheduler (of several replicas) takes each.
+    async fn claim_stable(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StableDue>, StoreError>;
+    /// Ends the flapping of a claimed alert and queues its stable message,
+    /// in one transaction — unless a change arrived since the claim (its
+    /// stable time moved): then nothing is done and the answer is false.
+    async fn finish_stable(
+        &self,
+        due: &StableDue,
+        notifications: Vec<NewNotification>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
     /// Stores a silence; the answer carries its id.
     async fn create_silence(
         &self,
@@ -677,6 +709,8 @@ pub(crate) struct BatchWrite<'a> {
     pub per_request: Vec<usize>,
     /// (channel, fingerprint) whose open throttle window counts a repeat.
     pub repeats: Vec<(String, String)>,
+    /// Flapping rows the batch changed (their new state), one per alert.
+    pub flaps: Vec<(Fingerprint, FlapRow)>,
 }
 
 /// Current state of an alert as far as dedup needs it, plus its end and
@@ -721,19 +755,44 @@ impl Current {
 /// fingerprints, what does the batch change? Requests are applied in order,
 /// so a fingerprint that appears twice in a batch is decided against the
 /// state the first occurrence left.
+///
+/// `flaps` are the stored flapping rows of the alerts [`flap_candidates`]
+/// named (absent: the alert has none yet), `flapping` the settings they
+/// were loaded for (read once per batch: a reload in between must not
+/// make it decide on rows it did not load).
 pub(crate) fn plan_batch<'a>(
     mut existing: HashMap<Fingerprint, Current>,
+    (flapping, mut flaps): (Option<FlappingConfig>, HashMap<Fingerprint, FlapRow>),
     requests: &'a [IngestRequest],
     planner: &dyn NotificationPlanner,
     now: DateTime<Utc>,
 ) -> BatchWrite<'a> {
     let mut out = BatchWrite::default();
     let mut index: HashMap<Fingerprint, usize> = HashMap::new();
+    let mut flaps_changed: Vec<Fingerprint> = Vec::new();
+    let mut flaps_seen: std::collections::HashSet<Fingerprint> = std::collections::HashSet::new();
     for req in requests {
         let mut decided = Vec::with_capacity(req.alerts.len());
         for a in &req.alerts {
             let cur = existing.get(&a.fingerprint).cloned();
             let t = decide(cur.as_ref().map(|c| c.state), a);
+            let flap = match (&flapping, t, &cur) {
+                (Some(cfg), Transition::Refired | Transition::Resolved, Some(c)) => {
+                    let row = flaps.entry(a.fingerprint.clone()).or_insert_with(|| {
+                        let ended = if t == Transition::Refired {
+                            c.ends_at
+                        } else {
+                            None
+                        };
+                        FlapRow::seeded(c.state.starts_at, ended, now, cfg)
+                    });
+                    if flaps_seen.insert(a.fingerprint.clone()) {
+                        flaps_changed.push(a.fingerprint.clone());
+                    }
+                    row.change(now, cfg)
+                }
+                _ => None,
+            };
             // An acknowledgement belongs to its incident: a new one starts
             // without.
             let ack = match t {
@@ -788,12 +847,43 @@ pub(crate) fn plan_batch<'a>(
                 starts_at,
                 ends_at,
                 ack,
+                flap,
             });
         }
         out.repeats.extend(planner.repeats(&decided));
         let notes = planner.plan(&decided);
         out.per_request.push(notes.len());
         out.notifications.extend(notes);
+    }
+    out.flaps = flaps_changed
+        .into_iter()
+        .filter_map(|fp| flaps.remove(&fp).map(|row| (fp, row)))
+        .collect();
+    out
+}
+
+/// The alerts of a batch whose flapping rows ingest must load: those with
+/// a stored row whose copy changes its state (Refired or Resolved). A
+/// batch's first change of an alert is always decided against the stored
+/// state, so checking each copy against it finds them all; new alerts and
+/// re-sent ones are never named, and with flapping off nothing is.
+pub(crate) fn flap_candidates(
+    existing: &HashMap<Fingerprint, Current>,
+    requests: &[IngestRequest],
+    flapping: Option<&FlappingConfig>,
+) -> Vec<Fingerprint> {
+    let mut out: Vec<Fingerprint> = Vec::new();
+    if flapping.is_none() || existing.is_empty() {
+        return out;
+    }
+    let mut seen: std::collections::HashSet<&Fingerprint> = std::collections::HashSet::new();
+    for a in requests.iter().flat_map(|r| r.alerts.iter()) {
+        let Some(c) = existing.get(&a.fingerprint) else {
+            continue;
+        };
+        if decide(Some(c.state), a).is_change() && seen.insert(&a.fingerprint) {
+            out.push(a.fingerprint.clone());
+        }
     }
     out
 }
@@ -992,6 +1082,7 @@ mod tests {
                         group_key: None,
                         repeats: None,
                         digest: None,
+                        flapping: None,
                     },
                     repeat_every: None,
                     delay: None,
@@ -1036,7 +1127,13 @@ mod tests {
                 alerts: vec![alert(AlertStatus::Resolved)],
             },
         ];
-        let w = plan_batch(HashMap::new(), &reqs, &EveryChange, now);
+        let w = plan_batch(
+            HashMap::new(),
+            (None, HashMap::new()),
+            &reqs,
+            &EveryChange,
+            now,
+        );
         assert_eq!(w.alerts.len(), 1, "one row per fingerprint");
         assert_eq!(w.alerts[0].status, AlertStatus::Resolved);
         assert_eq!(w.alerts[0].ends_at, Some(now));
@@ -1045,6 +1142,57 @@ mod tests {
             vec![AlertStatus::Firing, AlertStatus::Resolved]
         );
         assert_eq!(w.per_request, vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn only_stored_alerts_whose_copy_changes_them_load_flapping_state() {
+        let cfg = FlappingConfig::default();
+        let stored = |status| Current {
+            state: AlertState {
+                status,
+                starts_at: alert(status).starts_at,
+            },
+            ends_at: None,
+            ack: None,
+        };
+        let firing = alert(AlertStatus::Firing);
+        let mut other = alert(AlertStatus::Firing);
+        other.fingerprint = Fingerprint::new("other");
+        let mut new = alert(AlertStatus::Firing);
+        new.fingerprint = Fingerprint::new("new");
+        let existing: HashMap<Fingerprint, Current> = [
+            (firing.fingerprint.clone(), stored(AlertStatus::Firing)),
+            (other.fingerprint.clone(), stored(AlertStatus::Firing)),
+        ]
+        .into();
+        // A re-send, then a resolve of the first; a re-send of the other;
+        // a new alert: only the first changes.
+        let reqs = vec![IngestRequest {
+            alerts: vec![
+                firing.clone(),
+                other.clone(),
+                new.clone(),
+                alert(AlertStatus::Resolved),
+            ],
+        }];
+        assert_eq!(
+            flap_candidates(&existing, &reqs, Some(&cfg)),
+            vec![firing.fingerprint.clone()]
+        );
+        assert!(flap_candidates(&existing, &reqs, None).is_empty(), "off");
+        let w = plan_batch(
+            existing,
+            (Some(cfg), HashMap::new()),
+            &reqs,
+            &EveryChange,
+            Utc.with_ymd_and_hms(2026, 1, 1, 0, 5, 0)
+                .single()
+                .expect("t"),
+        );
+        assert_eq!(w.flaps.len(), 1, "one row written, for the resolve");
+        assert_eq!(w.flaps[0].0, firing.fingerprint);
+        // Its start (5 minutes before, within the 10m window) and the resolve.
+        assert_eq!(w.flaps[0].1.changes.len(), 2);
     }
 
     #[test]
@@ -1085,6 +1233,7 @@ mod timed_rows {
                 group_key: None,
                 repeats: None,
                 digest: None,
+                flapping: None,
             },
             repeat_every: Some(std::time::Duration::from_secs(3600)),
             delay: None,

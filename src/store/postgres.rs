@@ -17,11 +17,13 @@ use super::sql::{
     alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
 };
 use super::{
-    due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
-    DestinationFilter, DigestSchedule, DueDigest, IngestRequest, NewNotification, Notification,
-    NotificationPlanner, Reminder, SilenceRow, StoreError, ThrottleWindow, Timed, SILENCE_COLUMNS,
+    due_us, flap_candidates, matchers_json, plan_batch, reminders_of, to_micros, window_changes,
+    Current, DestinationFilter, DigestSchedule, DueDigest, IngestRequest, NewNotification,
+    Notification, NotificationPlanner, Reminder, SilenceRow, StoreError, ThrottleWindow, Timed,
+    SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
+use crate::flapping::{FlapRow, StableDue};
 use crate::route::silence::{NewSilence, Silence};
 
 /// A PostgreSQL database.
@@ -69,7 +71,28 @@ impl PostgresStore {
                 Current::from_row(&status, starts, ends, (by, memo, at))?,
             );
         }
-        let write = plan_batch(existing, requests, planner, now);
+        // Flapping state only for the alerts that change (none in a storm
+        // of new or re-sent alerts); their advisory locks are held.
+        let flapping = planner.flapping();
+        let mut flaps: HashMap<Fingerprint, FlapRow> = HashMap::new();
+        let candidates = flap_candidates(&existing, requests, flapping.as_ref());
+        if !candidates.is_empty() {
+            let names: Vec<&str> = candidates.iter().map(Fingerprint::as_str).collect();
+            #[allow(clippy::type_complexity)]
+            let rows: Vec<(String, String, Option<i64>, Option<i64>, i64, i64)> = sqlx::query_as(
+                "SELECT fingerprint, changes, flapping_since, stable_at, flapped, window_us FROM flapping WHERE fingerprint = ANY($1)",
+            )
+            .bind(&names)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (fp, changes, since, stable, flapped, window) in rows {
+                flaps.insert(
+                    Fingerprint::new(fp),
+                    FlapRow::from_stored(&changes, since, stable, flapped, window),
+                );
+            }
+        }
+        let write = plan_batch(existing, (flapping, flaps), requests, planner, now);
         let now_us = to_micros(now);
 
         let n = write.alerts.len();
@@ -157,6 +180,36 @@ impl PostgresStore {
             .bind(channel)
             .bind(fp)
             .bind(now_us)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !write.flaps.is_empty() {
+            let fps: Vec<&str> = write.flaps.iter().map(|(f, _)| f.as_str()).collect();
+            let changes: Vec<String> = write.flaps.iter().map(|(_, r)| r.changes_json()).collect();
+            let since: Vec<Option<i64>> =
+                write.flaps.iter().map(|(_, r)| r.flapping_since).collect();
+            let stable: Vec<Option<i64>> = write.flaps.iter().map(|(_, r)| r.stable_at).collect();
+            let flapped: Vec<i64> = write
+                .flaps
+                .iter()
+                .map(|(_, r)| i64::from(r.flapped))
+                .collect();
+            let window: Vec<i64> = write.flaps.iter().map(|(_, r)| r.window_us).collect();
+            // A change clears a scheduler's lease: its claim no longer holds.
+            sqlx::query(
+                "INSERT INTO flapping (fingerprint, changes, flapping_since, stable_at, flapped, window_us, lease_until)
+                 SELECT f, c, fs, sa, fl, w, NULL
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) AS t(f, c, fs, sa, fl, w)
+                 ON CONFLICT (fingerprint) DO UPDATE SET changes = excluded.changes,
+                   flapping_since = excluded.flapping_since, stable_at = excluded.stable_at,
+                   flapped = excluded.flapped, window_us = excluded.window_us, lease_until = NULL",
+            )
+            .bind(&fps)
+            .bind(&changes)
+            .bind(&since)
+            .bind(&stable)
+            .bind(&flapped)
+            .bind(&window)
             .execute(&mut *tx)
             .await?;
         }
@@ -559,6 +612,64 @@ read_methods!(PostgresStore, {
         };
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn claim_stable(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StableDue>, StoreError> {
+        // SKIP LOCKED: replicas claiming at once split the due rows.
+        let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+            "UPDATE flapping SET lease_until = $1
+             WHERE fingerprint IN (
+                 SELECT fingerprint FROM flapping
+                 WHERE stable_at <= $2 AND (lease_until IS NULL OR lease_until <= $2)
+                 ORDER BY stable_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING fingerprint, stable_at, flapped, window_us",
+        )
+        .bind(to_micros(lease_until))
+        .bind(to_micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.write)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(fingerprint, stable_at, flapped, window_us)| StableDue {
+                fingerprint,
+                stable_at,
+                flapped: u32::try_from(flapped).unwrap_or(0),
+                window_us,
+            })
+            .collect())
+    }
+
+    async fn finish_stable(
+        &self,
+        due: &StableDue,
+        notifications: Vec<NewNotification>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        // The alert's ingest lock: a change being ingested now either
+        // committed before (and moved stable_at) or waits for this.
+        Self::lock_fingerprints(&mut tx, std::slice::from_ref(&due.fingerprint)).await?;
+        let done = sqlx::query(
+            "UPDATE flapping SET flapping_since = NULL, stable_at = NULL, flapped = 0, lease_until = NULL
+             WHERE fingerprint = $1 AND stable_at = $2",
+        )
+        .bind(&due.fingerprint)
+        .bind(due.stable_at)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn ack_alert(&self, fingerprint: &str, ack: &Ack) -> Result<bool, StoreError> {

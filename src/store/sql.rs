@@ -345,6 +345,26 @@ macro_rules! impl_sql_store {
                 rows.into_iter().map(SilenceRow::into_silence).collect()
             }
 
+            pub(super) async fn sql_flapping_among(
+                &self,
+                fingerprints: &[String],
+            ) -> Result<std::collections::HashSet<String>, $crate::store::StoreError> {
+                let mut out = std::collections::HashSet::new();
+                for chunk in fingerprints.chunks(500) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "SELECT fingerprint FROM flapping WHERE flapping_since IS NOT NULL AND fingerprint IN (",
+                    );
+                    let mut sep = qb.separated(", ");
+                    for fp in chunk {
+                        sep.push_bind(fp.clone());
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&self.read).await?;
+                    out.extend(rows.into_iter().map(|r| r.0));
+                }
+                Ok(out)
+            }
+
             pub(super) async fn sql_outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
                 use $crate::store::{NotificationState, OutboxCount, StoreError};
                 let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -468,6 +488,9 @@ macro_rules! read_methods {
         }
         async fn list_contacts(&self) -> Result<Vec<$crate::contacts::Contact>, $crate::store::StoreError> {
             self.sql_list_contacts().await
+        }
+        async fn flapping_among(&self, fingerprints: &[String]) -> Result<std::collections::HashSet<String>, $crate::store::StoreError> {
+            self.sql_flapping_among(fingerprints).await
         }
         async fn list_silences(
             &self,

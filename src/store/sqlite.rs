@@ -28,12 +28,13 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
-    DestinationFilter, DigestSchedule, DueDigest, IngestRequest, NewNotification, Notification,
-    NotificationPlanner, NotificationRow, Reminder, SilenceRow, Store, StoreError, ThrottleWindow,
-    Timed, SILENCE_COLUMNS,
+    due_us, flap_candidates, matchers_json, plan_batch, reminders_of, to_micros, window_changes,
+    Current, DestinationFilter, DigestSchedule, DueDigest, IngestRequest, NewNotification,
+    Notification, NotificationPlanner, NotificationRow, Reminder, SilenceRow, Store, StoreError,
+    ThrottleWindow, Timed, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
+use crate::flapping::{FlapRow, StableDue};
 use crate::route::silence::{NewSilence, Silence};
 
 /// A SQLite database.
@@ -267,7 +268,33 @@ fn ingest_blocking(
             }
         }
     }
-    let write = plan_batch(existing, requests, planner, now);
+    // Flapping state only for the alerts that change (none in a storm of
+    // new or re-sent alerts).
+    let flapping = planner.flapping();
+    let mut flaps: HashMap<Fingerprint, FlapRow> = HashMap::new();
+    let candidates = flap_candidates(&existing, requests, flapping.as_ref());
+    if !candidates.is_empty() {
+        let mut select = tx.prepare_cached(
+            "SELECT changes, flapping_since, stable_at, flapped, window_us FROM flapping WHERE fingerprint = ?1",
+        )?;
+        for fp in candidates {
+            let row = select
+                .query_row(params![fp.as_str()], |r| {
+                    Ok(FlapRow::from_stored(
+                        &r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                })
+                .optional()?;
+            if let Some(row) = row {
+                flaps.insert(fp, row);
+            }
+        }
+    }
+    let write = plan_batch(existing, (flapping, flaps), requests, planner, now);
     let now_us = to_micros(now);
     {
         // A new incident (new start) clears the previous one's
@@ -348,10 +375,31 @@ fn ingest_blocking(
                 count.execute(params![channel, fp, now_us])?;
             }
         }
+        if !write.flaps.is_empty() {
+            let mut flap = tx.prepare_cached(FLAP_UPSERT)?;
+            for (fp, row) in &write.flaps {
+                flap.execute(params![
+                    fp.as_str(),
+                    row.changes_json(),
+                    row.flapping_since,
+                    row.stable_at,
+                    row.flapped,
+                    row.window_us
+                ])?;
+            }
+        }
     }
     ids.add_pending(added);
     Ok(write.per_request)
 }
+
+/// Writes an alert's flapping row; a change clears a scheduler's lease (its
+/// stable time moved, so the claim no longer holds).
+const FLAP_UPSERT: &str = "INSERT INTO flapping (fingerprint, changes, flapping_since, stable_at, flapped, window_us, lease_until)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
+     ON CONFLICT (fingerprint) DO UPDATE SET changes = excluded.changes,
+       flapping_since = excluded.flapping_since, stable_at = excluded.stable_at,
+       flapped = excluded.flapped, window_us = excluded.window_us, lease_until = NULL";
 
 /// Queues notifications: the outbox row and its payload, written once.
 fn insert_notifications(
@@ -828,6 +876,40 @@ read_methods!(SqliteStore, {
         .await
     }
 
+    async fn claim_stable(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<StableDue>, StoreError> {
+        self.write_with(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE flapping SET lease_until = ?1
+                 WHERE fingerprint IN (SELECT fingerprint FROM flapping WHERE stable_at <= ?2
+                                         AND (lease_until IS NULL OR lease_until <= ?2)
+                                       ORDER BY stable_at LIMIT ?3)
+                 RETURNING fingerprint, stable_at, flapped, window_us",
+            )?;
+            let rows = stmt.query_map(
+                params![to_micros(lease_until), to_micros(now), limit],
+                |r| {
+                    Ok(StableDue {
+                        fingerprint: r.get(0)?,
+                        stable_at: r.get(1)?,
+                        flapped: u32::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                        window_us: r.get(3)?,
+                    })
+                },
+            )?;
+            let mut out = Vec::new();
+            for row in rows {
+                out.push(row?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn finish_digest(
         &self,
         channel: &str,
@@ -851,6 +933,28 @@ read_methods!(SqliteStore, {
                     .execute(params![channel, scope])?,
             };
             Ok(())
+        })
+        .await
+    }
+
+    async fn finish_stable(
+        &self,
+        due: &StableDue,
+        notifications: Vec<NewNotification>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (fp, stable_at) = (due.fingerprint.clone(), due.stable_at);
+        self.write_with(move |conn| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE flapping SET flapping_since = NULL, stable_at = NULL, flapped = 0, lease_until = NULL
+                     WHERE fingerprint = ?1 AND stable_at = ?2",
+                )?
+                .execute(params![fp, stable_at])?;
+            if n == 1 {
+                insert_notifications(conn, &notifications, to_micros(now))?;
+            }
+            Ok(n == 1)
         })
         .await
     }

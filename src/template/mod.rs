@@ -144,6 +144,10 @@ pub struct MessageContext {
     /// A throttle window closed: `{count, since_local}` of the firing
     /// copies it counted, or none.
     pub repeats: Option<RepeatsView>,
+    /// Flapping detection: `{changes, window, window_seconds, stable,
+    /// text}` when the alert started flapping (`stable: false`) or is
+    /// stable again after flapping (`stable: true`), or none.
+    pub flapping: Option<FlappingView>,
     /// The configured IANA zone every `*_local` time is in.
     pub timezone: String,
     /// `public_url` from the config, if set.
@@ -202,6 +206,51 @@ pub struct RepeatsView {
     pub since_local: String,
 }
 
+/// A flapping or stable-after-flapping message, as templates see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlappingView {
+    /// State changes counted (see [`crate::notification::Flapping`]).
+    pub changes: u32,
+    /// `flapping.window` as written: `10m`.
+    pub window: String,
+    /// The same in seconds.
+    pub window_seconds: u64,
+    /// False: it started flapping; true: it is stable again.
+    pub stable: bool,
+    /// The header's words after the mark: `changed state 6 times in 10m,
+    /// now firing` or `after flapping · now resolved`.
+    pub text: String,
+}
+
+impl FlappingView {
+    /// The view of a group's flapping mark in its state.
+    pub fn new(f: &crate::notification::Flapping, status: AlertStatus) -> Self {
+        FlappingView {
+            changes: f.changes,
+            window: f.window_text(),
+            window_seconds: f.window_seconds,
+            stable: f.stable,
+            text: flapping_text(f, status),
+        }
+    }
+}
+
+/// `changed state 6 times in 10m, now firing` (it started flapping) or
+/// `after flapping · now resolved` (it is stable again): what follows
+/// `FLAPPING · ` or `STABLE ` in every channel's header.
+pub fn flapping_text(f: &crate::notification::Flapping, status: AlertStatus) -> String {
+    if f.stable {
+        format!("after flapping · now {}", status.as_str())
+    } else {
+        format!(
+            "changed state {} times in {}, now {}",
+            f.changes,
+            f.window_text(),
+            status.as_str()
+        )
+    }
+}
+
 /// An acknowledgement as templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AckView {
@@ -252,6 +301,10 @@ impl MessageContext {
                 count: r.count,
                 since_local: local_time(r.since, timezone),
             }),
+            flapping: group
+                .flapping
+                .as_ref()
+                .map(|f| FlappingView::new(f, group.status)),
             timezone: timezone.name().to_string(),
             public_url: public_url.map(str::to_string),
         }
@@ -583,6 +636,7 @@ pub fn sample_group(status: AlertStatus, now: DateTime<Utc>) -> AlertGroup {
         group_key: None,
         repeats: None,
         digest: None,
+        flapping: None,
     }
 }
 

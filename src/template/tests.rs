@@ -66,6 +66,7 @@ pub(crate) fn hostile_group() -> AlertGroup {
         group_key: None,
         repeats: None,
         digest: None,
+        flapping: None,
     }
 }
 

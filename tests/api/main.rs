@@ -15,6 +15,7 @@ mod chat_channels;
 mod delivery;
 mod digest;
 mod email;
+mod flapping;
 mod grouping;
 mod ingest;
 mod migrations;

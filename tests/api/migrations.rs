@@ -43,6 +43,7 @@ async fn migrate_to_first_release(db: Db, url: &str) {
         group_key: None,
         repeats: None,
         digest: None,
+        flapping: None,
     };
     let payload = serde_json::to_string(&group).expect("json");
     let rows = [

@@ -401,6 +401,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn default_mail_flapping_and_stable() {
+        let mut g = sample_group(AlertStatus::Firing, now());
+        g.others_firing = 0;
+        g.flapping = Some(crate::notification::Flapping {
+            changes: 6,
+            window_seconds: 600,
+            stable: false,
+        });
+        let m = channel(None).render(&g).expect("renders");
+        assert_eq!(m.subject, "[FLAPPING] critical DiskFull on db1:9100");
+        assert!(
+            m.text
+                .starts_with("FLAPPING - changed state 6 times in 10m, now firing"),
+            "{}",
+            m.text
+        );
+        insta::assert_snapshot!(show(&m));
+        let mut g = sample_group(AlertStatus::Resolved, now());
+        g.flapping = Some(crate::notification::Flapping {
+            changes: 11,
+            window_seconds: 600,
+            stable: true,
+        });
+        let m = channel(None).render(&g).expect("renders");
+        assert_eq!(m.subject, "[STABLE RESOLVED] critical DiskFull on db1:9100");
+        assert!(
+            m.text.starts_with("STABLE after flapping · now resolved"),
+            "{}",
+            m.text
+        );
+        assert!(
+            m.html
+                .contains("&#9989; STABLE after flapping · now resolved"),
+            "{}",
+            m.html
+        );
+    }
+
+    #[tokio::test]
     async fn default_mail_firing() {
         let m = channel(None)
             .render(&sample_group(AlertStatus::Firing, now()))

@@ -338,6 +338,39 @@ mod snapshots {
     }
 
     #[test]
+    fn default_slack_flapping_and_stable() {
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.others_firing = 0;
+        g.flapping = Some(crate::notification::Flapping {
+            changes: 6,
+            window_seconds: 600,
+            stable: false,
+        });
+        let p = channel().payload(&g).expect("renders");
+        assert!(
+            p["text"].as_str().unwrap_or("").starts_with(
+                "〰️ FLAPPING · changed state 6 times in 10m, now firing: DiskFull on db1:9100"
+            ),
+            "{p}"
+        );
+        insta::assert_snapshot!(show(&p));
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.flapping = Some(crate::notification::Flapping {
+            changes: 11,
+            window_seconds: 600,
+            stable: true,
+        });
+        let p = channel().payload(&g).expect("renders");
+        assert!(
+            p["text"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("🔥 STABLE after flapping · now firing: DiskFull"),
+            "{p}"
+        );
+    }
+
+    #[test]
     fn default_slack_firing() {
         let p = channel()
             .payload(&sample_group(AlertStatus::Firing, snapshot_now()))

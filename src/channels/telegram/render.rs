@@ -242,6 +242,32 @@ fn alert_block(a: &IncomingAlert, status: AlertStatus, ctx: &ChannelContext) -> 
 pub(crate) fn render(group: &AlertGroup, ctx: &ChannelContext) -> Vec<Block> {
     let n = group.alerts.len();
     let mut header = match group.status {
+        _ if group.flapping.is_some_and(|f| f.stable) => {
+            let text = group
+                .flapping
+                .map(|f| crate::template::flapping_text(&f, group.status))
+                .unwrap_or_default();
+            let mark = match group.status {
+                AlertStatus::Firing => "🔥 ",
+                AlertStatus::Resolved => "✅ ",
+            };
+            vec![
+                Span::text(mark),
+                Span::bold("STABLE"),
+                Span::text(format!(" {text}")),
+            ]
+        }
+        _ if group.flapping.is_some() => {
+            let text = group
+                .flapping
+                .map(|f| crate::template::flapping_text(&f, group.status))
+                .unwrap_or_default();
+            vec![
+                Span::text("〰️ "),
+                Span::bold("FLAPPING"),
+                Span::text(format!(" · {text}")),
+            ]
+        }
         AlertStatus::Firing if group.repeats.is_some() => {
             let (count, since) = group
                 .repeats
@@ -586,6 +612,7 @@ mod tests {
             group_key: None,
             repeats: None,
             digest: None,
+            flapping: None,
         };
         let parts = split(&render(&g, &ctx("Asia/Shanghai")), PART_BUDGET);
         assert_eq!(parts.len(), 1);
@@ -629,6 +656,7 @@ mod tests {
             group_key: None,
             repeats: None,
             digest: None,
+            flapping: None,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         let html = &parts[0].html;
@@ -655,6 +683,7 @@ mod tests {
             group_key: None,
             repeats: None,
             digest: None,
+            flapping: None,
         };
         let parts = split(&render(&g, &ctx("UTC")), PART_BUDGET);
         assert!(parts.len() > 3);
@@ -780,6 +809,42 @@ mod snapshots {
             html.starts_with("🔁 <b>STILL FIRING</b> · fired 5 times since 2026-11-22 "),
             "{html}"
         );
+    }
+
+    fn flapping(stable: bool) -> crate::notification::Flapping {
+        crate::notification::Flapping {
+            changes: if stable { 11 } else { 6 },
+            window_seconds: 600,
+            stable,
+        }
+    }
+
+    #[test]
+    fn default_telegram_flapping() {
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.others_firing = 0;
+        g.flapping = Some(flapping(false));
+        let html = show(&g);
+        assert!(
+            html.starts_with("〰️ <b>FLAPPING</b> · changed state 6 times in 10m, now firing\n"),
+            "{html}"
+        );
+        insta::assert_snapshot!(html);
+    }
+
+    #[test]
+    fn default_telegram_stable_after_flapping() {
+        let mut g = sample_group(AlertStatus::Resolved, snapshot_now());
+        g.flapping = Some(flapping(true));
+        let html = show(&g);
+        assert!(
+            html.starts_with("✅ <b>STABLE</b> after flapping · now resolved\n"),
+            "{html}"
+        );
+        insta::assert_snapshot!(html);
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.flapping = Some(flapping(true));
+        assert!(show(&g).starts_with("🔥 <b>STABLE</b> after flapping · now firing\n"));
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub struct WebhookBody<'a> {
     /// "firing", "incidents"}], "muted": [...]}`. Only in digests.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub digest: Option<&'a crate::route::digest::Digest>,
+    /// Flapping detection: `{"changes", "window_seconds", "stable"}` when
+    /// the alert started flapping (`stable: false`, its further changes
+    /// are held) or is stable again (`stable: true`, its final state);
+    /// absent otherwise (a new field of version 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flapping: Option<&'a crate::notification::Flapping>,
 }
 
 /// One alert of the body.
@@ -126,6 +132,7 @@ impl<'a> WebhookBody<'a> {
             reminder: group.reminder,
             repeats: group.repeats.as_ref(),
             digest: group.digest.as_deref(),
+            flapping: group.flapping.as_ref(),
         }
     }
 }
@@ -236,6 +243,40 @@ mod snapshots {
         let g = resolved_pair();
         let body = WebhookBody::new("audit", &g, Some("https://alerts.example.com"));
         insta::assert_snapshot!(serde_json::to_string_pretty(&body).unwrap_or_default());
+    }
+
+    #[test]
+    fn webhook_body_says_flapping_and_stable() {
+        use crate::alert::AlertStatus;
+        let mut g = crate::template::sample_group(
+            AlertStatus::Firing,
+            crate::template::tests::snapshot_now(),
+        );
+        let body = WebhookBody::new("audit", &g, None);
+        let v = serde_json::to_value(&body).unwrap_or_default();
+        assert!(v.get("flapping").is_none(), "absent on ordinary messages");
+        g.flapping = Some(crate::notification::Flapping {
+            changes: 6,
+            window_seconds: 600,
+            stable: false,
+        });
+        let body = WebhookBody::new("audit", &g, None);
+        let v = serde_json::to_value(&body).unwrap_or_default();
+        assert_eq!(
+            v["flapping"],
+            serde_json::json!({"changes": 6, "window_seconds": 600, "stable": false})
+        );
+        g.flapping = Some(crate::notification::Flapping {
+            changes: 11,
+            window_seconds: 600,
+            stable: true,
+        });
+        let body = WebhookBody::new("audit", &g, None);
+        let v = serde_json::to_value(&body).unwrap_or_default();
+        assert_eq!(
+            v["flapping"],
+            serde_json::json!({"changes": 11, "window_seconds": 600, "stable": true})
+        );
     }
 
     #[test]

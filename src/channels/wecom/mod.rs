@@ -273,6 +273,38 @@ mod tests {
     }
 
     #[test]
+    fn default_wecom_flapping_and_stable() {
+        let mut g = sample_group(AlertStatus::Firing, snapshot_now());
+        g.others_firing = 0;
+        g.flapping = Some(crate::notification::Flapping {
+            changes: 6,
+            window_seconds: 600,
+            stable: false,
+        });
+        let text = channel().render(&g).expect("renders");
+        assert!(
+            text.starts_with(
+                "<font color=\"warning\">**〰️ FLAPPING**</font> · changed state 6 times in 10m, now firing\n"
+            ),
+            "{text}"
+        );
+        insta::assert_snapshot!(text);
+        let mut g = sample_group(AlertStatus::Resolved, snapshot_now());
+        g.flapping = Some(crate::notification::Flapping {
+            changes: 11,
+            window_seconds: 600,
+            stable: true,
+        });
+        let text = channel().render(&g).expect("renders");
+        assert!(
+            text.starts_with(
+                "<font color=\"info\">**✅ STABLE**</font> after flapping · now resolved\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn default_wecom_firing() {
         let text = channel()
             .render(&sample_group(AlertStatus::Firing, snapshot_now()))
