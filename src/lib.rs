@@ -14,7 +14,6 @@ pub mod config;
 pub mod contacts;
 pub mod deliver;
 pub mod error;
-pub mod flapping;
 pub mod ingest;
 pub mod notification;
 pub mod reload;

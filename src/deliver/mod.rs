@@ -26,7 +26,7 @@ use crate::alert::{AlertStatus, IncomingAlert, Transition};
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::{DeliveryConfig, FlappingConfig};
-use crate::flapping::FlapVerdict;
+use crate::route::flapping::FlapVerdict;
 use crate::notification::{AlertGroup, BacklogSummary, Flapping};
 use crate::route::digest::Digest;
 use crate::route::silence::SilenceBook;
@@ -87,7 +87,7 @@ pub struct ChannelTarget {
 /// Alerts a silence holds back are planned no message (they are stored all
 /// the same; the scheduler notifies those still firing when it ends).
 ///
-/// A flapping alert (see [`crate::flapping`]) gets one flapping message in
+/// A flapping alert (see [`crate::route::flapping`]) gets one flapping message in
 /// place of the change that made it flapping, none for the changes after,
 /// and one stable message from the scheduler ([`Planner::stable`]).
 pub struct Planner {

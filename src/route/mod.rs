@@ -5,6 +5,7 @@
 //! channel sends.
 
 pub mod digest;
+pub mod flapping;
 pub mod matcher;
 pub mod scheduler;
 pub mod silence;

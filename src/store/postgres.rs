@@ -23,7 +23,7 @@ use super::{
     SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
-use crate::flapping::{FlapRow, StableDue};
+use crate::route::flapping::{FlapRow, StableDue};
 use crate::route::silence::{NewSilence, Silence};
 
 /// A PostgreSQL database.

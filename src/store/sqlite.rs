@@ -34,7 +34,7 @@ use super::{
     ThrottleWindow, Timed, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
-use crate::flapping::{FlapRow, StableDue};
+use crate::route::flapping::{FlapRow, StableDue};
 use crate::route::silence::{NewSilence, Silence};
 
 /// A SQLite database.
