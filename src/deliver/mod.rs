@@ -26,9 +26,9 @@ use crate::alert::{AlertStatus, IncomingAlert, Transition};
 use crate::channels::{Channel, DeliveryError};
 use crate::clock::Clock;
 use crate::config::{DeliveryConfig, FlappingConfig};
-use crate::route::flapping::FlapVerdict;
 use crate::notification::{AlertGroup, BacklogSummary, Flapping};
 use crate::route::digest::Digest;
+use crate::route::flapping::FlapVerdict;
 use crate::route::silence::SilenceBook;
 use crate::route::{DigestRoute, Router};
 use crate::store::{

@@ -17,13 +17,107 @@
 //! (or drops it if the commit failed). Readers only see `committed`.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Mutex, RwLock};
+
+use hashbrown::HashTable;
+
+/// Shards of the hex map. A hash table doubles when it fills, and for a
+/// moment holds the old and the new buckets: one table of a million
+/// alerts would briefly need 26 MiB. Sharded, only one shard (1/16 of it)
+/// grows at a time.
+const SHARDS: usize = 16;
+
+/// One alert in the hex map: its fingerprint and id in 12 bytes (a
+/// `(u64, i64)` pair takes 16), so a million alerts take about 13 MiB
+/// with the table's control bytes instead of 17.
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct Slot {
+    fp: u64,
+    id: u32,
+}
+
+/// Fingerprint → id for 16-hex-digit fingerprints, in compact slots.
+/// Sources choose fingerprints, so the hash is keyed per process
+/// (std's SipHash), not the fingerprint's own bits.
+struct HexMap {
+    shards: Vec<HashTable<Slot>>,
+    /// Ids past `u32::MAX` (four billion alerts), kept apart.
+    wide: HashMap<u64, i64>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl Default for HexMap {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| HashTable::new()).collect(),
+            wide: HashMap::new(),
+            hasher: std::collections::hash_map::RandomState::new(),
+        }
+    }
+}
+
+impl HexMap {
+    fn shard(&self, hash: u64) -> usize {
+        // The top bits pick the shard; hashbrown uses the low ones and the
+        // top seven of the same hash, which stay spread within a shard.
+        (hash >> 40) as usize % SHARDS
+    }
+
+    fn get(&self, fp: u64) -> Option<i64> {
+        let hash = self.hasher.hash_one(fp);
+        self.shards[self.shard(hash)]
+            .find(hash, |s| ({ s.fp }) == fp)
+            .map(|s| i64::from(s.id))
+            .or_else(|| self.wide.get(&fp).copied())
+    }
+
+    fn insert(&mut self, fp: u64, id: i64) {
+        let hash = self.hasher.hash_one(fp);
+        let shard = self.shard(hash);
+        let hasher = &self.hasher;
+        let table = &mut self.shards[shard];
+        match u32::try_from(id) {
+            Ok(small) => {
+                self.wide.remove(&fp);
+                match table.entry(hash, |s| ({ s.fp }) == fp, |s| hasher.hash_one(s.fp)) {
+                    hashbrown::hash_table::Entry::Occupied(mut e) => e.get_mut().id = small,
+                    hashbrown::hash_table::Entry::Vacant(e) => {
+                        e.insert(Slot { fp, id: small });
+                    }
+                }
+            }
+            Err(_) => {
+                if let Ok(e) = table.find_entry(hash, |s| ({ s.fp }) == fp) {
+                    e.remove();
+                }
+                self.wide.insert(fp, id);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(HashTable::len).sum::<usize>() + self.wide.len()
+    }
+
+    fn drain_into(self, other: &mut HexMap) {
+        for table in self.shards {
+            for s in table {
+                other.insert(s.fp, i64::from(s.id));
+            }
+        }
+        for (fp, id) in self.wide {
+            other.insert(fp, id);
+        }
+    }
+}
 
 /// Fingerprints are 16 hex digits (Alertmanager's and ours): kept as a u64.
 /// Anything else a source sends is kept as text.
 #[derive(Default)]
 pub(super) struct IdMap {
-    hex: HashMap<u64, i64>,
+    hex: HexMap,
     other: HashMap<String, i64>,
 }
 
@@ -42,16 +136,14 @@ fn hex_key(fp: &str) -> Option<u64> {
 impl IdMap {
     pub(super) fn get(&self, fp: &str) -> Option<i64> {
         match hex_key(fp) {
-            Some(k) => self.hex.get(&k).copied(),
+            Some(k) => self.hex.get(k),
             None => self.other.get(fp).copied(),
         }
     }
 
     pub(super) fn insert(&mut self, fp: &str, id: i64) {
         match hex_key(fp) {
-            Some(k) => {
-                self.hex.insert(k, id);
-            }
+            Some(k) => self.hex.insert(k, id),
             None => {
                 self.other.insert(fp.to_string(), id);
             }
@@ -59,7 +151,7 @@ impl IdMap {
     }
 
     fn absorb(&mut self, other: IdMap) {
-        self.hex.extend(other.hex);
+        other.hex.drain_into(&mut self.hex);
         self.other.extend(other.other);
     }
 
@@ -173,6 +265,28 @@ mod tests {
             "a failed commit leaves nothing"
         );
         assert_eq!(idx.len(), 3);
+    }
+
+    #[test]
+    fn many_ids_small_and_past_u32_are_found_and_replaced() {
+        let mut m = IdMap::default();
+        for i in 0..50_000i64 {
+            m.insert(&format!("{:016x}", i * 7919), i);
+        }
+        let big = i64::from(u32::MAX) + 5;
+        m.insert("00000000deadbeef", big);
+        assert_eq!(m.len(), 50_001);
+        for i in (0..50_000i64).step_by(997) {
+            assert_eq!(m.get(&format!("{:016x}", i * 7919)), Some(i));
+        }
+        assert_eq!(m.get("00000000deadbeef"), Some(big));
+        // Re-inserting moves an id between the compact and the wide part.
+        m.insert("00000000deadbeef", 3);
+        assert_eq!(m.get("00000000deadbeef"), Some(3));
+        m.insert(&format!("{:016x}", 7919), big);
+        assert_eq!(m.get(&format!("{:016x}", 7919)), Some(big));
+        assert_eq!(m.len(), 50_001);
+        assert_eq!(m.get("ffffffffffffffff"), None);
     }
 
     #[test]

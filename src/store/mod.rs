@@ -31,8 +31,8 @@ use crate::alert::{
     Transition,
 };
 use crate::config::{FlappingConfig, StorageConfig};
-use crate::route::flapping::{FlapRow, FlapVerdict, StableDue};
 use crate::notification::AlertGroup;
+use crate::route::flapping::{FlapRow, FlapVerdict, StableDue};
 use crate::route::matcher::Matcher;
 use crate::route::silence::{NewSilence, Silence};
 
