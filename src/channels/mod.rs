@@ -368,6 +368,28 @@ impl Channel {
         }
     }
 
+    /// Whether chats registered with /start also receive this channel
+    /// (Telegram `subscribers: true`).
+    pub fn has_subscribers(&self) -> bool {
+        match &self.inner {
+            ChannelImpl::Telegram(t) => t.has_subscribers(),
+            _ => false,
+        }
+    }
+
+    /// Starts the channel's chat-command task, if it has one (Telegram
+    /// `commands: true`); it stops when `shutdown` fires.
+    pub fn spawn_chat(
+        &self,
+        services: &crate::chat::Services,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match &self.inner {
+            ChannelImpl::Telegram(t) => t.spawn_poller(services, shutdown),
+            _ => None,
+        }
+    }
+
     /// Sends `group` to `destination`, skipping the first `parts_done` parts
     /// of a split message (accepted by an earlier attempt).
     pub async fn send(
@@ -552,11 +574,6 @@ fn read_template(w: &mut Walker, node: &Node, path: &str) -> Option<MessageTempl
             None
         }
     }
-}
-
-/// Whether a YAML value is `false` (for keys accepted only when off).
-pub(crate) fn is_false(v: &Value) -> bool {
-    matches!(v, Value::Bool(false))
 }
 
 /// Whether a YAML value is an empty list.

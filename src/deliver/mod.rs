@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertStatus, IncomingAlert, Transition};
 use crate::channels::{Channel, DeliveryError};
+use crate::chat::SubscriberBook;
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::notification::{AlertGroup, BacklogSummary};
@@ -77,6 +78,9 @@ pub struct ChannelTarget {
     pub destinations: Vec<String>,
     /// Whether it wants resolved notifications.
     pub send_resolved: bool,
+    /// Whether chats registered with /start also receive it (filtered by
+    /// their subscriptions; see [`SubscriberBook`]).
+    pub subscribers: bool,
 }
 
 /// Turns a request's state changes into outbox entries: per channel and per
@@ -88,22 +92,85 @@ pub struct Planner {
     router: Router,
     targets: Vec<ChannelTarget>,
     silences: SilenceBook,
+    subscribers: SubscriberBook,
     clock: Clock,
 }
 
 impl Planner {
-    /// A planner for these routes and channels, minding these silences.
+    /// A planner for these routes and channels, minding these silences
+    /// and, for channels with `subscribers: true`, these registered chats.
     pub fn new(
         router: Router,
         targets: Vec<ChannelTarget>,
         silences: SilenceBook,
+        subscribers: SubscriberBook,
         clock: Clock,
     ) -> Self {
         Self {
             router,
             targets,
             silences,
+            subscribers,
             clock,
+        }
+    }
+
+    /// One notification per destination of `target` for `group`: each of
+    /// its `chat_ids` gets the whole group; with `subscribers: true`, each
+    /// registered chat not among them gets the alerts its subscriptions
+    /// match (all of them with none; nothing if none match). Channels
+    /// without subscribers pay one bool test per group.
+    fn fan_out(
+        &self,
+        target: &ChannelTarget,
+        group: AlertGroup,
+        out: &mut Vec<NewNotification>,
+        make: impl Fn(String, AlertGroup) -> NewNotification,
+    ) {
+        let subscribers = if target.subscribers {
+            self.subscribers.of(&target.name)
+        } else {
+            None
+        };
+        if let Some(subs) = subscribers {
+            let mut labels: Option<Vec<crate::alert::Labels>> = None;
+            for sub in subs.iter() {
+                if target.destinations.iter().any(|d| sub.is_named_by(d)) {
+                    continue; // a chat_ids entry: one copy, the whole group
+                }
+                if sub.patterns.is_empty() {
+                    out.push(make(sub.destination.clone(), group.clone()));
+                    continue;
+                }
+                let labels = labels.get_or_insert_with(|| {
+                    group.alerts.iter().map(IncomingAlert::match_labels).collect()
+                });
+                let wanted: Vec<IncomingAlert> = group
+                    .alerts
+                    .iter()
+                    .zip(labels.iter())
+                    .filter(|(_, l)| sub.wants(l))
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                let mut mine = group.clone();
+                if wanted.len() < group.alerts.len() {
+                    // The others of the group may not be this chat's business.
+                    mine.others_firing = 0;
+                }
+                mine.alerts = wanted;
+                out.push(make(sub.destination.clone(), mine));
+            }
+        }
+        let n = target.destinations.len();
+        for (i, dest) in target.destinations.iter().enumerate() {
+            if i + 1 == n {
+                out.push(make(dest.clone(), group));
+                return;
+            }
+            out.push(make(dest.clone(), group.clone()));
         }
     }
 }
@@ -194,16 +261,14 @@ impl NotificationPlanner for Planner {
                 group_key,
                 repeats: None,
             };
-            for dest in &target.destinations {
-                out.push(NewNotification {
-                    channel: target.name.clone(),
-                    destination: dest.clone(),
-                    group: group.clone(),
-                    repeat_every: key.repeat_every,
-                    delay: key.wait.map(|(_, w)| w),
-                    throttle: key.throttle,
-                });
-            }
+            self.fan_out(target, group, &mut out, |destination, group| NewNotification {
+                channel: target.name.clone(),
+                destination,
+                group,
+                repeat_every: key.repeat_every,
+                delay: key.wait.map(|(_, w)| w),
+                throttle: key.throttle,
+            });
         }
         out
     }
@@ -259,18 +324,16 @@ impl Planner {
             group_key: None,
             repeats: Some(repeats),
         };
-        target
-            .destinations
-            .iter()
-            .map(|d| NewNotification {
-                channel: channel.to_string(),
-                destination: d.clone(),
-                group: group.clone(),
-                repeat_every: None,
-                delay: None,
-                throttle: Some(window),
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.fan_out(target, group, &mut out, |destination, group| NewNotification {
+            channel: channel.to_string(),
+            destination,
+            group,
+            repeat_every: None,
+            delay: None,
+            throttle: Some(window),
+        });
+        out
     }
 
     /// A `repeat_interval` reminder of `alerts` (still firing, not
@@ -293,18 +356,16 @@ impl Planner {
             group_key: None,
             repeats: None,
         };
-        target
-            .destinations
-            .iter()
-            .map(|d| NewNotification {
-                channel: channel.to_string(),
-                destination: d.clone(),
-                group: group.clone(),
-                repeat_every: Some(every),
-                delay: None,
-                throttle: None,
-            })
-            .collect()
+        let mut out = Vec::new();
+        self.fan_out(target, group, &mut out, |destination, group| NewNotification {
+            channel: channel.to_string(),
+            destination,
+            group,
+            repeat_every: Some(every),
+            delay: None,
+            throttle: None,
+        });
+        out
     }
 }
 

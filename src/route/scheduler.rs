@@ -1,6 +1,6 @@
 //! Decisions that fall due with time rather than with a webhook: the end
 //! of a silence and `repeat_interval` reminders (later: throttle windows,
-//! digests).
+//! digests); and the periodic re-read of the silence and subscriber books.
 //!
 //! Every decision compares the shared [`Clock`] with state in the database,
 //! so it survives a restart, tests move time instead of sleeping, and with
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::silence::{Silence, SilenceBook};
 use crate::alert::{AlertStatus, IncomingAlert, StoredAlert, Transition};
+use crate::chat::SubscriberBook;
 use crate::clock::Clock;
 use crate::deliver::OutboxSignal;
 use crate::deliver::Planner;
@@ -41,6 +42,7 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     planner: Arc<Live<Planner>>,
     silences: SilenceBook,
+    subscribers: SubscriberBook,
     clock: Clock,
     signal: OutboxSignal,
 }
@@ -51,6 +53,7 @@ impl Scheduler {
         store: Arc<dyn Store>,
         planner: Arc<Live<Planner>>,
         silences: SilenceBook,
+        subscribers: SubscriberBook,
         clock: Clock,
         signal: OutboxSignal,
     ) -> Self {
@@ -58,6 +61,7 @@ impl Scheduler {
             store,
             planner,
             silences,
+            subscribers,
             clock,
             signal,
         }
@@ -84,6 +88,12 @@ impl Scheduler {
                             reloaded = Some(now);
                         }
                         Err(e) => tracing::error!(error = %e, "cannot reload silences"),
+                    }
+                    // Chats registered or changed on another replica.
+                    let mark = self.subscribers.mark();
+                    match self.store.list_chats().await {
+                        Ok(chats) => self.subscribers.reload(chats, mark),
+                        Err(e) => tracing::error!(error = %e, "cannot reload registered chats"),
                     }
                 }
                 if let Err(e) = self.end_silences(now).await {

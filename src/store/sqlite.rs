@@ -28,10 +28,10 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
+    chat_records, due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
     DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner,
     NotificationRow, Reminder, SilenceRow, Store, StoreError, ThrottleWindow, Timed,
-    SILENCE_COLUMNS,
+    SILENCE_COLUMNS, ChatRecord, SubscriptionPattern,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -466,6 +466,14 @@ const CLAIM_GROUP: &str = "UPDATE notifications SET claimed_until = ?1, next_att
                   ORDER BY id LIMIT ?4)
      RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error";
 
+/// Takes the getUpdates lease of a channel if it is free, expired or
+/// ours; answers the offset only then.
+const LEASE_UPDATES: &str = "INSERT INTO telegram_polls (channel, update_offset, holder, lease_until) VALUES (?1, 0, ?2, ?3)
+     ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until
+     WHERE telegram_polls.holder IS NULL OR telegram_polls.holder = excluded.holder
+        OR telegram_polls.lease_until IS NULL OR telegram_polls.lease_until <= ?4
+     RETURNING update_offset";
+
 read_methods!(SqliteStore, {
     async fn ingest(
         &self,
@@ -625,6 +633,12 @@ read_methods!(SqliteStore, {
         self.write_with(|conn| {
             conn.execute(
                 "UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at WHERE state = 'pending' AND claimed_until IS NOT NULL",
+                [],
+            )?;
+            // Only this process uses the file: a getUpdates lease left by
+            // a crash is nobody's.
+            conn.execute(
+                "UPDATE telegram_polls SET holder = NULL, lease_until = NULL",
                 [],
             )?;
             Ok(())
@@ -839,6 +853,147 @@ read_methods!(SqliteStore, {
                 "UPDATE silences SET end_handled = 1, end_claimed_until = NULL WHERE id = ?1",
             )?
             .execute(params![id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn register_chat(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        username: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (channel, username) = (channel.to_string(), username.map(str::to_string));
+        self.write_with(move |conn| {
+            let known = conn
+                .prepare_cached("SELECT 1 FROM telegram_chats WHERE channel = ?1 AND chat_id = ?2")?
+                .query_row(params![channel, chat_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            conn.prepare_cached(
+                "INSERT INTO telegram_chats (channel, chat_id, username, registered_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (channel, chat_id) DO UPDATE SET username = excluded.username",
+            )?
+            .execute(params![channel, chat_id, username, to_micros(now)])?;
+            Ok(!known)
+        })
+        .await
+    }
+
+    async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError> {
+        self.write_with(|conn| {
+            let chats = conn
+                .prepare_cached(
+                    "SELECT channel, chat_id, username, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
+                )?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<Vec<_>, _>>()?;
+            let subs = conn
+                .prepare_cached(
+                    "SELECT id, channel, chat_id, kind, pattern FROM chat_subscriptions ORDER BY id",
+                )?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            chat_records(chats, subs)
+        })
+        .await
+    }
+
+    async fn add_subscription(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        pattern: &SubscriptionPattern,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (channel, kind, text) = (
+            channel.to_string(),
+            pattern.kind(),
+            pattern.text().to_string(),
+        );
+        self.write_with(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO chat_subscriptions (channel, chat_id, kind, pattern, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![channel, chat_id, kind, text, to_micros(now)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_subscriptions(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        id: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let channel = channel.to_string();
+        self.write_with(move |conn| {
+            let n = match id {
+                Some(id) => conn
+                    .prepare_cached(
+                        "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2 AND id = ?3",
+                    )?
+                    .execute(params![channel, chat_id, id])?,
+                None => conn
+                    .prepare_cached(
+                        "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2",
+                    )?
+                    .execute(params![channel, chat_id])?,
+            };
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn lease_updates(
+        &self,
+        channel: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let (channel, holder) = (channel.to_string(), holder.to_string());
+        self.write_with(move |conn| {
+            Ok(conn
+                .prepare_cached(LEASE_UPDATES)?
+                .query_row(
+                    params![channel, holder, to_micros(until), to_micros(now)],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn save_update_offset(
+        &self,
+        channel: &str,
+        holder: &str,
+        offset: i64,
+    ) -> Result<(), StoreError> {
+        let (channel, holder) = (channel.to_string(), holder.to_string());
+        self.write_with(move |conn| {
+            conn.prepare_cached(
+                "UPDATE telegram_polls SET update_offset = ?3 WHERE channel = ?1 AND holder = ?2 AND update_offset < ?3",
+            )?
+            .execute(params![channel, holder, offset])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_updates(&self, channel: &str, holder: &str) -> Result<(), StoreError> {
+        let (channel, holder) = (channel.to_string(), holder.to_string());
+        self.write_with(move |conn| {
+            conn.prepare_cached(
+                "UPDATE telegram_polls SET holder = NULL, lease_until = NULL WHERE channel = ?1 AND holder = ?2",
+            )?
+            .execute(params![channel, holder])?;
             Ok(())
         })
         .await
