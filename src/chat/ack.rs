@@ -49,8 +49,16 @@ impl AckAlert {
             return Ok("That alert resolved meanwhile: there is nothing to acknowledge.".into());
         }
         tracing::info!(alert = %self.id, by = %ack.by, "alert acknowledged from chat");
-        let name = alert.labels.get("alertname").map(String::as_str).unwrap_or("?");
-        let mut out = format!("✅ Acknowledged <b>{}</b> as {}", escape(name), escape(&ack.by));
+        let name = alert
+            .labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("?");
+        let mut out = format!(
+            "✅ Acknowledged <b>{}</b> as {}",
+            escape(name),
+            escape(&ack.by)
+        );
         if !ack.memo.is_empty() {
             out.push_str(&format!(": <i>{}</i>", escape(&ack.memo)));
         }

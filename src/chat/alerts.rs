@@ -32,13 +32,18 @@ pub(super) async fn run(s: &Session) -> Result<String, StoreError> {
         if let Some(i) = a.labels.get("instance") {
             out.push_str(&format!(" · <code>{}</code>", escape(i)));
         }
-        out.push_str(&format!(" · id <code>{}</code>", escape(a.fingerprint.as_str())));
+        out.push_str(&format!(
+            " · id <code>{}</code>",
+            escape(a.fingerprint.as_str())
+        ));
         if a.ack.is_some() {
             out.push_str(" · acked");
         }
     }
     if page.next_cursor.is_some() {
-        out.push_str(&format!("\n<i>… the first {MAX_LISTED} shown; the web page has them all</i>"));
+        out.push_str(&format!(
+            "\n<i>… the first {MAX_LISTED} shown; the web page has them all</i>"
+        ));
     }
     Ok(out)
 }

@@ -125,9 +125,11 @@ impl Command {
                 "I do not know /{}. /help lists what I can do.",
                 escape(&name)
             )),
-            Command::Invalid { error, usage } => {
-                Ok(format!("{}\nUsage: <code>{}</code>", escape(&error), escape(usage)))
-            }
+            Command::Invalid { error, usage } => Ok(format!(
+                "{}\nUsage: <code>{}</code>",
+                escape(&error),
+                escape(usage)
+            )),
         };
         answer.unwrap_or_else(|e| {
             tracing::error!(channel = %s.channel, error = %e, "chat command: storage failed");

@@ -45,7 +45,9 @@ impl Subscribe {
         }
         let stored = self.pattern.to_stored();
         if me.subscriptions.iter().any(|(_, p)| *p == stored) {
-            return Ok("This chat is subscribed to that already. /subscriptions lists them.".into());
+            return Ok(
+                "This chat is subscribed to that already. /subscriptions lists them.".into(),
+            );
         }
         s.services
             .store
@@ -53,10 +55,9 @@ impl Subscribe {
             .await?;
         s.refresh_book().await?;
         let what = match &self.pattern {
-            Pattern::Matchers(_) => format!(
-                "alerts matching <code>{}</code>",
-                escape(stored.text())
-            ),
+            Pattern::Matchers(_) => {
+                format!("alerts matching <code>{}</code>", escape(stored.text()))
+            }
             Pattern::Text(t) => format!(
                 "alerts whose name contains <code>{}</code> (any case)",
                 escape(t)

@@ -33,7 +33,10 @@ impl Pattern {
     pub fn parse(input: &str) -> Result<Pattern, String> {
         let input = input.trim();
         if input.is_empty() {
-            return Err("give a matcher like severity=\"critical\" or a word of the alert name like Disk".into());
+            return Err(
+                "give a matcher like severity=\"critical\" or a word of the alert name like Disk"
+                    .into(),
+            );
         }
         if input.chars().count() > MAX_PATTERN {
             return Err(format!("a pattern has at most {MAX_PATTERN} characters"));
@@ -52,7 +55,10 @@ impl Pattern {
     pub fn to_stored(&self) -> SubscriptionPattern {
         match self {
             Pattern::Matchers(m) => SubscriptionPattern::Matchers(
-                m.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                m.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
             Pattern::Text(t) => SubscriptionPattern::Text(t.clone()),
         }
@@ -218,7 +224,10 @@ mod tests {
         assert!(Pattern::parse("  ").is_err());
         assert!(Pattern::parse(&"x".repeat(MAX_PATTERN + 1)).is_err());
         let stored = crit.to_stored();
-        assert_eq!(stored, SubscriptionPattern::Matchers("severity=\"critical\"".into()));
+        assert_eq!(
+            stored,
+            SubscriptionPattern::Matchers("severity=\"critical\"".into())
+        );
         assert!(Pattern::from_stored(&stored).is_some());
     }
 

@@ -143,7 +143,11 @@ impl Planner {
                     continue;
                 }
                 let labels = labels.get_or_insert_with(|| {
-                    group.alerts.iter().map(IncomingAlert::match_labels).collect()
+                    group
+                        .alerts
+                        .iter()
+                        .map(IncomingAlert::match_labels)
+                        .collect()
                 });
                 let wanted: Vec<IncomingAlert> = group
                     .alerts
@@ -261,13 +265,15 @@ impl NotificationPlanner for Planner {
                 group_key,
                 repeats: None,
             };
-            self.fan_out(target, group, &mut out, |destination, group| NewNotification {
-                channel: target.name.clone(),
-                destination,
-                group,
-                repeat_every: key.repeat_every,
-                delay: key.wait.map(|(_, w)| w),
-                throttle: key.throttle,
+            self.fan_out(target, group, &mut out, |destination, group| {
+                NewNotification {
+                    channel: target.name.clone(),
+                    destination,
+                    group,
+                    repeat_every: key.repeat_every,
+                    delay: key.wait.map(|(_, w)| w),
+                    throttle: key.throttle,
+                }
             });
         }
         out
@@ -325,13 +331,15 @@ impl Planner {
             repeats: Some(repeats),
         };
         let mut out = Vec::new();
-        self.fan_out(target, group, &mut out, |destination, group| NewNotification {
-            channel: channel.to_string(),
-            destination,
-            group,
-            repeat_every: None,
-            delay: None,
-            throttle: Some(window),
+        self.fan_out(target, group, &mut out, |destination, group| {
+            NewNotification {
+                channel: channel.to_string(),
+                destination,
+                group,
+                repeat_every: None,
+                delay: None,
+                throttle: Some(window),
+            }
         });
         out
     }
@@ -357,13 +365,15 @@ impl Planner {
             repeats: None,
         };
         let mut out = Vec::new();
-        self.fan_out(target, group, &mut out, |destination, group| NewNotification {
-            channel: channel.to_string(),
-            destination,
-            group,
-            repeat_every: Some(every),
-            delay: None,
-            throttle: None,
+        self.fan_out(target, group, &mut out, |destination, group| {
+            NewNotification {
+                channel: channel.to_string(),
+                destination,
+                group,
+                repeat_every: Some(every),
+                delay: None,
+                throttle: None,
+            }
         });
         out
     }

@@ -17,10 +17,10 @@ use super::sql::{
     alert_upsert_on_conflict, impl_sql_store, push_alert_filter, push_id_list, read_methods,
 };
 use super::{
-    chat_records, due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
-    DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner, Reminder,
-    ChatRecord, SilenceRow, StoreError, SubscriptionPattern, ThrottleWindow, Timed,
-    SILENCE_COLUMNS,
+    chat_records, due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes,
+    ChatRecord, Current, DestinationFilter, IngestRequest, NewNotification, Notification,
+    NotificationPlanner, Reminder, SilenceRow, StoreError, SubscriptionPattern, ThrottleWindow,
+    Timed, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};
@@ -520,16 +520,14 @@ read_methods!(PostgresStore, {
         id: Option<i64>,
     ) -> Result<u64, StoreError> {
         let done = match id {
-            Some(id) => {
-                sqlx::query(
-                    "DELETE FROM chat_subscriptions WHERE channel = $1 AND chat_id = $2 AND id = $3",
-                )
-                .bind(channel)
-                .bind(chat_id)
-                .bind(id)
-                .execute(&self.write)
-                .await?
-            }
+            Some(id) => sqlx::query(
+                "DELETE FROM chat_subscriptions WHERE channel = $1 AND chat_id = $2 AND id = $3",
+            )
+            .bind(channel)
+            .bind(chat_id)
+            .bind(id)
+            .execute(&self.write)
+            .await?,
             None => {
                 sqlx::query("DELETE FROM chat_subscriptions WHERE channel = $1 AND chat_id = $2")
                     .bind(channel)

@@ -28,10 +28,10 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    chat_records, due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes, Current,
-    DestinationFilter, IngestRequest, NewNotification, Notification, NotificationPlanner,
-    NotificationRow, Reminder, SilenceRow, Store, StoreError, ThrottleWindow, Timed,
-    SILENCE_COLUMNS, ChatRecord, SubscriptionPattern,
+    chat_records, due_us, matchers_json, plan_batch, reminders_of, to_micros, window_changes,
+    ChatRecord, Current, DestinationFilter, IngestRequest, NewNotification, Notification,
+    NotificationPlanner, NotificationRow, Reminder, SilenceRow, Store, StoreError,
+    SubscriptionPattern, ThrottleWindow, Timed, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::silence::{NewSilence, Silence};

@@ -22,5 +22,6 @@ mod proxy;
 mod reload;
 mod reminders;
 mod silences;
+mod subscriptions;
 mod throttle;
 mod webhook;

@@ -134,18 +134,15 @@ impl TelegramClient {
         if let Some(t) = timeout {
             request = request.timeout(t);
         }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| {
-                SendError::Delivery(DeliveryError::transient(
-                    format!(
-                        "telegram {method}: {}",
-                        describe_http_error(&e.without_url())
-                    ),
-                    None,
-                ))
-            })?;
+        let resp = request.send().await.map_err(|e| {
+            SendError::Delivery(DeliveryError::transient(
+                format!(
+                    "telegram {method}: {}",
+                    describe_http_error(&e.without_url())
+                ),
+                None,
+            ))
+        })?;
         let status = resp.status();
         let header_retry = retry_after_header(resp.headers());
         let text = resp.text().await.unwrap_or_default();

@@ -51,7 +51,9 @@ fn chat_ref(w: &mut Walker, item: &Node, path: &str, name_example: &str) -> Opti
                 w.error(
                     item.line,
                     path,
-                    format!("`{s}` is not a chat id (a number like -1001234567890, or {name_example})"),
+                    format!(
+                        "`{s}` is not a chat id (a number like -1001234567890, or {name_example})"
+                    ),
                 );
                 None
             }
@@ -90,7 +92,8 @@ impl TelegramConfig {
             }
             None => DEFAULT_API_URL.to_string(),
         };
-        let subscribers = match m.take("subscribers") {
+        let subscribers_node = m.take("subscribers");
+        let subscribers = match subscribers_node {
             Some(b) => w.bool(b, &m.path_of("subscribers")).unwrap_or(false),
             None => false,
         };
@@ -130,7 +133,7 @@ impl TelegramConfig {
         let line = |n: Option<&Node>| n.map(|n| n.line).unwrap_or(0);
         if subscribers && !commands {
             w.error(
-                line(commands_node).max(1),
+                line(subscribers_node),
                 &m.path_of("subscribers"),
                 "needs `commands: true`: chats register with /start, which only a bot answering commands hears".into(),
             );

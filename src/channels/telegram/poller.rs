@@ -63,7 +63,9 @@ impl Allowed {
             u.as_deref()
                 .is_some_and(|u| self.usernames.contains(&u.to_ascii_lowercase()))
         };
-        self.ids.contains(&chat.id) || named(&chat.username) || from.is_some_and(|f| named(&f.username))
+        self.ids.contains(&chat.id)
+            || named(&chat.username)
+            || from.is_some_and(|f| named(&f.username))
     }
 
     fn in_chat_ids(&self, chat: &ChatPart) -> bool {
