@@ -43,10 +43,12 @@ impl Unsubscribe {
             Unsubscribe::All => None,
             Unsubscribe::One(n) => match me.subscriptions.get(n - 1) {
                 Some((id, _)) => Some(*id),
-                None => return Ok(format!(
+                None => {
+                    return Ok(format!(
                     "There is no subscription #{n}: this chat has {}. /subscriptions lists them.",
                     me.subscriptions.len()
-                )),
+                ))
+                }
             },
         };
         let gone = s

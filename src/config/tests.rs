@@ -221,6 +221,10 @@ fn telegram_subscribers_and_commands() {
         "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    commands: yes please\n    chat_ids: [1]\n",
         &[(5, "channels[0].commands", "")],
     );
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    commands: true\n    chat_ids: [1]\n  - name: b\n    type: telegram\n    bot_token: x\n    commands: true\n    chat_ids: [2]\n",
+        &[(7, "channels[1].commands", "only one channel per bot_token")],
+    );
 }
 
 #[test]
