@@ -306,3 +306,61 @@ async fn alerts_and_ack_from_the_chat(db: Db) {
         .contains("no alert with id"));
 }
 both_dbs!(alerts_and_ack_from_the_chat);
+
+async fn a_reload_restarts_the_poller_without_answering_twice(db: Db) {
+    let fake = FakeTelegram::start("7:reload").await;
+    let app = TestApp::spawn(db, &yaml(&fake)).await;
+    assert!(ask(&fake, 100, None, "/start").await.contains("Welcome"));
+    fake.wait_updates_confirmed(WAIT).await;
+    app.write_config(&yaml(&fake));
+    let (status, body) = app.send_json("POST", "/-/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(ask(&fake, 100, None, "/subscriptions")
+        .await
+        .contains("none"));
+    fake.wait_updates_confirmed(WAIT).await;
+    assert_eq!(
+        fake.messages_to("100").len(),
+        2,
+        "each command answered once"
+    );
+}
+both_dbs!(a_reload_restarts_the_poller_without_answering_twice);
+
+/// Two replicas on one PostgreSQL: one polls (the lease), every command is
+/// answered once, and when it stops the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_one_poller() {
+    let fake = FakeTelegram::start("7:replicas").await;
+    let a = TestApp::spawn(Db::Postgres, &yaml(&fake)).await;
+    let b = TestApp::spawn_with_storage(
+        tempfile::tempdir().expect("dir"),
+        a.storage_url.clone(),
+        None,
+        &yaml(&fake),
+    )
+    .await;
+    for _ in 0..4 {
+        assert!(ask(&fake, 100, None, "/help").await.starts_with("Commands"));
+    }
+    fake.wait_updates_confirmed(WAIT).await;
+    assert_eq!(
+        fake.messages_to("100").len(),
+        4,
+        "each command answered once"
+    );
+    assert_eq!(fake.conflicts(), 0, "never two getUpdates at once");
+    let (_dir, _url, schema) = a.stop().await;
+    // The lease was given up: the other replica answers now.
+    assert!(ask(&fake, 100, None, "/help").await.starts_with("Commands"));
+    fake.wait_updates_confirmed(WAIT).await;
+    assert_eq!(fake.messages_to("100").len(), 5);
+    drop(b);
+    if let Some(schema) = schema {
+        if let Ok(pool) = sqlx::PgPool::connect(&crate::helpers::pg_admin_url()).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                .execute(&pool)
+                .await;
+        }
+    }
+}
