@@ -123,6 +123,7 @@ pub async fn build(
             destinations: c.destinations(),
             send_resolved: c.send_resolved(),
             subscribers: c.has_subscribers(),
+            allow: c.allow_list().map(Arc::new),
         })
         .collect();
     let planner = Planner::new(

@@ -5,6 +5,7 @@ CREATE TABLE telegram_chats (
     channel       TEXT NOT NULL,
     chat_id       INTEGER NOT NULL,
     username      TEXT,                      -- without @, as Telegram last showed it
+    registered_by TEXT,                      -- the sender's username (without @) at /start
     registered_at INTEGER NOT NULL,
     PRIMARY KEY (channel, chat_id)
 );

@@ -377,6 +377,15 @@ impl Channel {
         }
     }
 
+    /// With subscribers, who may be one (a registered chat no longer
+    /// allowed gets nothing).
+    pub fn allow_list(&self) -> Option<crate::chat::AllowList> {
+        match &self.inner {
+            ChannelImpl::Telegram(t) if t.has_subscribers() => Some(t.allow_list()),
+            _ => None,
+        }
+    }
+
     /// Starts the channel's chat-command task, if it has one (Telegram
     /// `commands: true`); it stops when `shutdown` fires.
     pub fn spawn_chat(

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::store::{ChatRecord, Store, StoreError};
-pub use subscribers::SubscriberBook;
+pub use subscribers::{AllowList, SubscriberBook};
 
 /// Longest argument text looked at; longer input is refused, not cut.
 const MAX_ARGS: usize = 1000;
@@ -147,6 +147,8 @@ pub struct ChatIdentity {
     pub username: Option<String>,
     /// Who sent it, for `/ack`'s "by": `@user`, or a name, or the chat id.
     pub sender: String,
+    /// The sender's @username (without @), if any.
+    pub sender_username: Option<String>,
     /// Whether the chat is one of the channel's `chat_ids` (it gets
     /// everything routed there whatever it subscribes to).
     pub in_chat_ids: bool,

@@ -19,6 +19,7 @@ pub(super) async fn run(s: &Session) -> Result<String, StoreError> {
             &s.channel,
             s.chat.chat_id,
             s.chat.username.as_deref(),
+            s.chat.sender_username.as_deref(),
             s.services.clock.now(),
         )
         .await?;

@@ -7,7 +7,7 @@
 //! the book at once, and the scheduler re-reads it periodically so replicas
 //! converge.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use crate::alert::Labels;
@@ -95,6 +95,8 @@ pub struct Subscriber {
     pub destination: String,
     /// `@username`, lowercased, if the chat has one.
     pub username: Option<String>,
+    /// Who sent `/start`: `@username`, lowercased, if they have one.
+    pub registered_by: Option<String>,
     /// Its patterns; none = everything routed to the channel.
     pub patterns: Vec<Pattern>,
 }
@@ -115,6 +117,69 @@ impl Subscriber {
                 .is_some_and(|u| u.eq_ignore_ascii_case(&format!("@{name}"))),
             None => chat_id_entry.parse::<i64>().ok() == Some(self.chat_id),
         }
+    }
+}
+
+/// Who may register and give commands on one channel: its `chat_ids` and
+/// `allow_from` entries (chat ids, and @usernames of a chat or a sender).
+#[derive(Debug, Clone, Default)]
+pub struct AllowList {
+    ids: HashSet<i64>,
+    /// Lowercased, with the `@`.
+    usernames: HashSet<String>,
+    /// `chat_ids` as configured.
+    configured: Vec<String>,
+}
+
+impl AllowList {
+    /// From a channel's `chat_ids` and `allow_from`.
+    pub fn new(chat_ids: &[String], allow_from: &[String]) -> Self {
+        let mut ids = HashSet::new();
+        let mut usernames = HashSet::new();
+        for entry in chat_ids.iter().chain(allow_from) {
+            if entry.starts_with('@') {
+                usernames.insert(entry.to_lowercase());
+            } else if let Ok(id) = entry.parse::<i64>() {
+                ids.insert(id);
+            }
+        }
+        Self {
+            ids,
+            usernames,
+            configured: chat_ids.to_vec(),
+        }
+    }
+
+    fn named(&self, username: Option<&str>) -> bool {
+        username.is_some_and(|u| {
+            let u = u.to_lowercase();
+            if u.starts_with('@') {
+                self.usernames.contains(&u)
+            } else {
+                self.usernames.contains(&format!("@{u}"))
+            }
+        })
+    }
+
+    /// Whether a message from this chat (and sender) may give commands.
+    pub fn allows(&self, chat_id: i64, chat_username: Option<&str>, sender: Option<&str>) -> bool {
+        self.ids.contains(&chat_id) || self.named(chat_username) || self.named(sender)
+    }
+
+    /// Whether a registered chat is still allowed (`allow_from` may have
+    /// shrunk since it registered): one that is not gets nothing.
+    pub fn admits(&self, s: &Subscriber) -> bool {
+        self.allows(s.chat_id, s.username.as_deref(), s.registered_by.as_deref())
+    }
+
+    /// Whether the chat is one of `chat_ids`.
+    pub fn in_chat_ids(&self, chat_id: i64, chat_username: Option<&str>) -> bool {
+        self.configured.iter().any(|c| match c.strip_prefix('@') {
+            Some(name) => {
+                chat_username.is_some_and(|u| u.trim_start_matches('@').eq_ignore_ascii_case(name))
+            }
+            None => c.parse::<i64>().ok() == Some(chat_id),
+        })
     }
 }
 
@@ -145,6 +210,7 @@ fn index(records: Vec<ChatRecord>) -> HashMap<String, Arc<[Subscriber]>> {
             chat_id: r.chat_id,
             destination: r.chat_id.to_string(),
             username: r.username.map(|u| format!("@{}", u.to_lowercase())),
+            registered_by: r.registered_by.map(|u| format!("@{}", u.to_lowercase())),
             patterns,
         });
     }
@@ -237,11 +303,37 @@ mod tests {
             chat_id: 42,
             destination: "42".into(),
             username: Some("@ops".into()),
+            registered_by: None,
             patterns: Vec::new(),
         };
         assert!(s.is_named_by("42"));
         assert!(s.is_named_by("@OPS"));
         assert!(!s.is_named_by("43"));
         assert!(s.wants(&labels(&[])));
+    }
+
+    #[test]
+    fn the_allow_list() {
+        let allow = AllowList::new(
+            &["42".into(), "@ops".into()],
+            &["7".into(), "@Alice".into()],
+        );
+        assert!(allow.allows(42, None, None));
+        assert!(allow.allows(7, None, None));
+        assert!(allow.allows(9, Some("OPS"), None));
+        assert!(allow.allows(9, None, Some("alice")));
+        assert!(!allow.allows(9, Some("bob"), Some("bob")));
+        assert!(allow.in_chat_ids(42, None) && allow.in_chat_ids(5, Some("ops")));
+        assert!(!allow.in_chat_ids(7, None));
+        let mut s = Subscriber {
+            chat_id: -100,
+            destination: "-100".into(),
+            username: None,
+            registered_by: Some("@alice".into()),
+            patterns: Vec::new(),
+        };
+        assert!(allow.admits(&s));
+        s.registered_by = Some("@bob".into());
+        assert!(!allow.admits(&s));
     }
 }

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertStatus, IncomingAlert, Transition};
 use crate::channels::{Channel, DeliveryError};
-use crate::chat::SubscriberBook;
+use crate::chat::{AllowList, SubscriberBook};
 use crate::clock::Clock;
 use crate::config::DeliveryConfig;
 use crate::notification::{AlertGroup, BacklogSummary};
@@ -81,6 +81,8 @@ pub struct ChannelTarget {
     /// Whether chats registered with /start also receive it (filtered by
     /// their subscriptions; see [`SubscriberBook`]).
     pub subscribers: bool,
+    /// With subscribers: who may be one (`chat_ids`, `allow_from`).
+    pub allow: Option<Arc<AllowList>>,
 }
 
 /// Turns a request's state changes into outbox entries: per channel and per
@@ -137,6 +139,9 @@ impl Planner {
             for sub in subs.iter() {
                 if target.destinations.iter().any(|d| sub.is_named_by(d)) {
                     continue; // a chat_ids entry: one copy, the whole group
+                }
+                if target.allow.as_ref().is_some_and(|a| !a.admits(sub)) {
+                    continue; // allow_from changed since it registered
                 }
                 if sub.patterns.is_empty() {
                     out.push(make(sub.destination.clone(), group.clone()));

@@ -124,6 +124,9 @@ pub struct ChatRecord {
     pub chat_id: i64,
     /// The chat's @username (without @), if it has one.
     pub username: Option<String>,
+    /// The @username (without @) of who sent `/start`, if they have one:
+    /// `allow_from` may have let the chat in by it.
+    pub registered_by: Option<String>,
     /// When `/start` registered it.
     pub registered_at: DateTime<Utc>,
     /// Its subscriptions, oldest first: (store id, pattern).
@@ -165,19 +168,26 @@ impl SubscriptionPattern {
     }
 }
 
+/// A `telegram_chats` row: channel, chat id, username, registered by,
+/// registered at.
+pub(crate) type ChatRow = (String, i64, Option<String>, Option<String>, i64);
+/// A `chat_subscriptions` row: id, channel, chat id, kind, pattern.
+pub(crate) type SubscriptionRow = (i64, String, i64, String, String);
+
 /// Groups chat rows and subscription rows (both in order) into records.
 pub(crate) fn chat_records(
-    chats: Vec<(String, i64, Option<String>, i64)>,
-    subs: Vec<(i64, String, i64, String, String)>,
+    chats: Vec<ChatRow>,
+    subs: Vec<SubscriptionRow>,
 ) -> Result<Vec<ChatRecord>, StoreError> {
     let mut out = Vec::with_capacity(chats.len());
     let mut at: HashMap<(String, i64), usize> = HashMap::new();
-    for (channel, chat_id, username, registered) in chats {
+    for (channel, chat_id, username, registered_by, registered) in chats {
         at.insert((channel.clone(), chat_id), out.len());
         out.push(ChatRecord {
             channel,
             chat_id,
             username,
+            registered_by,
             registered_at: from_micros(registered)?,
             subscriptions: Vec::new(),
         });
@@ -642,12 +652,14 @@ pub trait Store: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Registers a Telegram chat with a channel (`/start`), or refreshes
-    /// its username. `true` when it was not registered before.
+    /// its usernames (the chat's, and the sender's). `true` when it was
+    /// not registered before.
     async fn register_chat(
         &self,
         channel: &str,
         chat_id: i64,
         username: Option<&str>,
+        registered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Every registered chat of every channel, with its subscriptions in

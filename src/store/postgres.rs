@@ -462,17 +462,19 @@ read_methods!(PostgresStore, {
         channel: &str,
         chat_id: i64,
         username: Option<&str>,
+        registered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         // xmax = 0 only for a row this statement inserted.
         let inserted: bool = sqlx::query_scalar(
-            "INSERT INTO telegram_chats (channel, chat_id, username, registered_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (channel, chat_id) DO UPDATE SET username = excluded.username
+            "INSERT INTO telegram_chats (channel, chat_id, username, registered_by, registered_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (channel, chat_id) DO UPDATE SET username = excluded.username, registered_by = excluded.registered_by
              RETURNING (xmax = 0)",
         )
         .bind(channel)
         .bind(chat_id)
         .bind(username)
+        .bind(registered_by)
         .bind(to_micros(now))
         .fetch_one(&self.write)
         .await?;
@@ -480,12 +482,12 @@ read_methods!(PostgresStore, {
     }
 
     async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError> {
-        let chats: Vec<(String, i64, Option<String>, i64)> = sqlx::query_as(
-            "SELECT channel, chat_id, username, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
+        let chats: Vec<super::ChatRow> = sqlx::query_as(
+            "SELECT channel, chat_id, username, registered_by, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
         )
         .fetch_all(&self.read)
         .await?;
-        let subs: Vec<(i64, String, i64, String, String)> = sqlx::query_as(
+        let subs: Vec<super::SubscriptionRow> = sqlx::query_as(
             "SELECT id, channel, chat_id, kind, pattern FROM chat_subscriptions ORDER BY id",
         )
         .fetch_all(&self.read)

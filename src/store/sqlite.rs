@@ -863,9 +863,11 @@ read_methods!(SqliteStore, {
         channel: &str,
         chat_id: i64,
         username: Option<&str>,
+        registered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let (channel, username) = (channel.to_string(), username.map(str::to_string));
+        let registered_by = registered_by.map(str::to_string);
         self.write_with(move |conn| {
             let known = conn
                 .prepare_cached("SELECT 1 FROM telegram_chats WHERE channel = ?1 AND chat_id = ?2")?
@@ -873,10 +875,10 @@ read_methods!(SqliteStore, {
                 .optional()?
                 .is_some();
             conn.prepare_cached(
-                "INSERT INTO telegram_chats (channel, chat_id, username, registered_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (channel, chat_id) DO UPDATE SET username = excluded.username",
+                "INSERT INTO telegram_chats (channel, chat_id, username, registered_by, registered_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (channel, chat_id) DO UPDATE SET username = excluded.username, registered_by = excluded.registered_by",
             )?
-            .execute(params![channel, chat_id, username, to_micros(now)])?;
+            .execute(params![channel, chat_id, username, registered_by, to_micros(now)])?;
             Ok(!known)
         })
         .await
@@ -886,9 +888,11 @@ read_methods!(SqliteStore, {
         self.write_with(|conn| {
             let chats = conn
                 .prepare_cached(
-                    "SELECT channel, chat_id, username, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
+                    "SELECT channel, chat_id, username, registered_by, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
                 )?
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .query_map([], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
             let subs = conn
                 .prepare_cached(

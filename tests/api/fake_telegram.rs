@@ -341,7 +341,8 @@ impl FakeTelegram {
 
     /// A user writes `text` in a chat (private when `chat_id` > 0, else a
     /// group), as Telegram would deliver it to getUpdates: a command gets
-    /// its `bot_command` entity. Returns the update id.
+    /// its `bot_command` entity. `username` is the sender's (and, in a
+    /// private chat, the chat's). Returns the update id.
     pub fn user_says(&self, chat_id: i64, username: Option<&str>, text: &str) -> i64 {
         let mut state = self.shared.lock();
         state.last_update_id += 1;
@@ -359,7 +360,9 @@ impl FakeTelegram {
         };
         if let Some(u) = username {
             from["username"] = json!(u);
-            chat["username"] = json!(u);
+            if chat_id > 0 {
+                chat["username"] = json!(u);
+            }
         }
         let mut message = json!({
             "message_id": message_id,

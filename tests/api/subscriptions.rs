@@ -14,8 +14,12 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Chat 42 is configured; 100 and @alice may register; 555 may not.
 fn yaml(fake: &FakeTelegram) -> String {
+    yaml_allowing(fake, "[100, \"@alice\"]")
+}
+
+fn yaml_allowing(fake: &FakeTelegram, allow_from: &str) -> String {
     format!(
-        "{FAST_DELIVERY}channels:\n  - name: oncall\n    type: telegram\n    pacing: false\n    bot_token: \"{}\"\n    api_url: {}\n    chat_ids: [42]\n    subscribers: true\n    commands: true\n    allow_from: [100, \"@alice\"]\n",
+        "{FAST_DELIVERY}channels:\n  - name: oncall\n    type: telegram\n    pacing: false\n    bot_token: \"{}\"\n    api_url: {}\n    chat_ids: [42]\n    subscribers: true\n    commands: true\n    allow_from: {allow_from}\n",
         fake.token(),
         fake.api_url(),
     )
@@ -194,6 +198,31 @@ async fn a_chat_not_allowed_gets_one_refusal_per_command(db: Db) {
     assert_eq!(fake.messages_to("555").len(), 4, "no alert for 555");
 }
 both_dbs!(a_chat_not_allowed_gets_one_refusal_per_command);
+
+async fn a_chat_dropped_from_allow_from_gets_nothing_more(db: Db) {
+    let fake = FakeTelegram::start("7:dropped").await;
+    let app = TestApp::spawn(db, &yaml(&fake)).await;
+    assert!(ask(&fake, 100, None, "/start").await.contains("Welcome"));
+    // A group let in by who sent /start (@alice), not by its own id.
+    assert!(ask(&fake, -200, Some("alice"), "/start")
+        .await
+        .contains("Welcome"));
+    fake.wait_updates_confirmed(WAIT).await;
+    app.write_config(&yaml_allowing(&fake, "[\"@alice\"]"));
+    let (status, body) = app.send_json("POST", "/-/reload", None).await;
+    assert_eq!(status, 200, "{body}");
+    app.post_ok(&am_payload(vec![alert("DiskFull", "db1", "critical")]))
+        .await;
+    app.wait_notifications("sent", 2, WAIT).await;
+    assert_eq!(
+        sent_to(&app).await,
+        vec!["-200", "42"],
+        "100 is no longer allowed"
+    );
+    let no = ask(&fake, 100, None, "/subscriptions").await;
+    assert!(no.starts_with("Sorry"), "{no}");
+}
+both_dbs!(a_chat_dropped_from_allow_from_gets_nothing_more);
 
 async fn a_bad_matcher_is_refused_and_nothing_stored(db: Db) {
     let fake = FakeTelegram::start("7:bad").await;

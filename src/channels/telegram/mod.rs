@@ -67,6 +67,11 @@ impl TelegramChannel {
         self.subscribers
     }
 
+    /// Who may register and give commands.
+    pub(crate) fn allow_list(&self) -> crate::chat::AllowList {
+        crate::chat::AllowList::new(&self.chat_ids, &self.allow_from)
+    }
+
     /// Starts the command poller, if `commands: true`.
     pub(crate) fn spawn_poller(
         &self,
@@ -80,7 +85,7 @@ impl TelegramChannel {
             client: self.client.clone(),
             channel: self.name.clone(),
             subscribers: self.subscribers,
-            allowed: poller::Allowed::new(&self.chat_ids, &self.allow_from),
+            allowed: self.allow_list(),
             services: services.clone(),
         };
         Some(tokio::spawn(poller.run(shutdown)))

@@ -9,7 +9,6 @@
 //! answers a command twice. Telegram itself refuses two overlapping polls
 //! for one token (409), which the lease avoids.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -17,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{SendError, TelegramClient};
 use super::render;
-use crate::chat::{escape, ChatIdentity, Command, Services, Session};
+use crate::chat::{escape, AllowList, ChatIdentity, Command, Services, Session};
 
 /// How long one getUpdates waits for an update.
 const LONG_POLL: Duration = Duration::from_secs(25);
@@ -25,59 +24,6 @@ const LONG_POLL: Duration = Duration::from_secs(25);
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// How long to wait after an error, or while another replica polls.
 const BACK_OFF: Duration = Duration::from_secs(3);
-
-/// Who may give commands.
-pub(super) struct Allowed {
-    ids: HashSet<i64>,
-    usernames: HashSet<String>,
-    /// `chat_ids` (they always may).
-    configured: Vec<String>,
-}
-
-impl Allowed {
-    /// From `chat_ids` and `allow_from`.
-    pub(super) fn new(chat_ids: &[String], allow_from: &[String]) -> Self {
-        let mut ids = HashSet::new();
-        let mut usernames = HashSet::new();
-        for entry in chat_ids.iter().chain(allow_from) {
-            match entry.strip_prefix('@') {
-                Some(name) => {
-                    usernames.insert(name.to_ascii_lowercase());
-                }
-                None => {
-                    if let Ok(id) = entry.parse::<i64>() {
-                        ids.insert(id);
-                    }
-                }
-            }
-        }
-        Self {
-            ids,
-            usernames,
-            configured: chat_ids.to_vec(),
-        }
-    }
-
-    fn allows(&self, chat: &ChatPart, from: Option<&UserPart>) -> bool {
-        let named = |u: &Option<String>| {
-            u.as_deref()
-                .is_some_and(|u| self.usernames.contains(&u.to_ascii_lowercase()))
-        };
-        self.ids.contains(&chat.id)
-            || named(&chat.username)
-            || from.is_some_and(|f| named(&f.username))
-    }
-
-    fn in_chat_ids(&self, chat: &ChatPart) -> bool {
-        self.configured.iter().any(|c| match c.strip_prefix('@') {
-            Some(name) => chat
-                .username
-                .as_deref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(name)),
-            None => c.parse::<i64>().ok() == Some(chat.id),
-        })
-    }
-}
 
 #[derive(Deserialize)]
 struct UpdatePart {
@@ -115,7 +61,7 @@ pub(super) struct Poller {
     pub(super) client: TelegramClient,
     pub(super) channel: String,
     pub(super) subscribers: bool,
-    pub(super) allowed: Allowed,
+    pub(super) allowed: AllowList,
     pub(super) services: Services,
 }
 
@@ -223,7 +169,12 @@ impl Poller {
             }
         }
         let chat = &message.chat;
-        let answer = if self.allowed.allows(chat, message.from.as_ref()) {
+        let sender_username = message.from.as_ref().and_then(|f| f.username.clone());
+        let answer = if self.allowed.allows(
+            chat.id,
+            chat.username.as_deref(),
+            sender_username.as_deref(),
+        ) {
             let sender = match &message.from {
                 Some(UserPart {
                     username: Some(u), ..
@@ -244,7 +195,8 @@ impl Poller {
                     chat_id: chat.id,
                     username: chat.username.clone(),
                     sender,
-                    in_chat_ids: self.allowed.in_chat_ids(chat),
+                    sender_username,
+                    in_chat_ids: self.allowed.in_chat_ids(chat.id, chat.username.as_deref()),
                 },
             };
             parsed.command.run(&session).await
