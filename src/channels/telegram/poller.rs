@@ -24,6 +24,10 @@ const LONG_POLL: Duration = Duration::from_secs(25);
 const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 /// How long to wait after an error, or while another replica polls.
 const BACK_OFF: Duration = Duration::from_secs(3);
+/// How long to wait after an error retrying cannot fix soon (bad token, a
+/// webhook set on the bot): the log then says so twice a minute, not
+/// every few seconds.
+const BACK_OFF_PERMANENT: Duration = Duration::from_secs(30);
 
 #[derive(Deserialize)]
 struct UpdatePart {
@@ -118,8 +122,14 @@ impl Poller {
             let updates = match updates {
                 Ok(u) => u,
                 Err(e) => {
-                    tracing::warn!(channel = %self.channel, error = %e, "getUpdates failed; polling again shortly");
-                    if pause(&shutdown, BACK_OFF).await {
+                    let wait = match e {
+                        crate::channels::DeliveryError::Permanent { .. } => BACK_OFF_PERMANENT,
+                        crate::channels::DeliveryError::Transient { retry_after, .. } => {
+                            retry_after.unwrap_or(BACK_OFF).max(BACK_OFF)
+                        }
+                    };
+                    tracing::warn!(channel = %self.channel, error = %e, retry_in = ?wait, "getUpdates failed; polling again later");
+                    if pause(&shutdown, wait).await {
                         break;
                     }
                     continue;
