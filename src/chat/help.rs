@@ -13,7 +13,8 @@ pub(super) fn text(s: &Session) -> String {
              <code>/subscribe severity=\"critical\"</code> (Alertmanager matcher) or \
              <code>/subscribe Disk</code> (text in the alert name, any case)\n\
              /unsubscribe &lt;n|all&gt;: drop subscription n, or all (everything again)\n\
-             /subscriptions: what this chat subscribed to\n",
+             /subscriptions: what this chat subscribed to\n\
+             /stop: receive nothing more here (forgets the subscriptions)\n",
         );
     } else {
         out.push_str("/start: hello\n");

@@ -10,6 +10,7 @@ mod ack;
 mod alerts;
 mod help;
 mod start;
+mod stop;
 mod subscribe;
 pub mod subscribers;
 mod subscriptions;
@@ -31,6 +32,8 @@ pub enum Command {
     Start,
     /// `/help`: what the bot understands.
     Help,
+    /// `/stop`: unregister the chat (the opposite of `/start`).
+    Stop,
     /// `/subscribe <matcher or text>`.
     Subscribe(subscribe::Subscribe),
     /// `/unsubscribe <n|all>`.
@@ -94,6 +97,7 @@ impl Command {
             match name.as_str() {
                 "start" => Command::Start,
                 "help" => Command::Help,
+                "stop" => Command::Stop,
                 "subscribe" => subscribe::Subscribe::parse(args),
                 "unsubscribe" => unsubscribe::Unsubscribe::parse(args),
                 "subscriptions" => Command::Subscriptions,
@@ -113,6 +117,7 @@ impl Command {
         let answer = match self {
             Command::Start => start::run(s).await,
             Command::Help => Ok(help::text(s)),
+            Command::Stop => stop::run(s).await,
             Command::Subscribe(c) => c.run(s).await,
             Command::Unsubscribe(c) => c.run(s).await,
             Command::Subscriptions => subscriptions::run(s).await,
@@ -243,6 +248,7 @@ mod tests {
         assert_eq!(cmd("/graph"), Command::NotYet("graph"));
         assert_eq!(cmd("/silence a=\"b\" 1h"), Command::NotYet("silence"));
         assert_eq!(cmd("/frobnicate"), Command::Unknown("frobnicate".into()));
+        assert_eq!(cmd("/stop"), Command::Stop);
     }
 
     #[test]

@@ -662,6 +662,9 @@ pub trait Store: Send + Sync {
         registered_by: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Forgets a registered chat and its subscriptions (`/stop`); whether
+    /// it was registered.
+    async fn unregister_chat(&self, channel: &str, chat_id: i64) -> Result<bool, StoreError>;
     /// Every registered chat of every channel, with its subscriptions in
     /// `/subscriptions` order: what the planner's subscriber book holds.
     async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError>;

@@ -481,6 +481,22 @@ read_methods!(PostgresStore, {
         Ok(inserted)
     }
 
+    async fn unregister_chat(&self, channel: &str, chat_id: i64) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        sqlx::query("DELETE FROM chat_subscriptions WHERE channel = $1 AND chat_id = $2")
+            .bind(channel)
+            .bind(chat_id)
+            .execute(&mut *tx)
+            .await?;
+        let done = sqlx::query("DELETE FROM telegram_chats WHERE channel = $1 AND chat_id = $2")
+            .bind(channel)
+            .bind(chat_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError> {
         let chats: Vec<super::ChatRow> = sqlx::query_as(
             "SELECT channel, chat_id, username, registered_by, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",

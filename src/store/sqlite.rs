@@ -884,6 +884,21 @@ read_methods!(SqliteStore, {
         .await
     }
 
+    async fn unregister_chat(&self, channel: &str, chat_id: i64) -> Result<bool, StoreError> {
+        let channel = channel.to_string();
+        self.write_with(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2",
+            )?
+            .execute(params![channel, chat_id])?;
+            let n = conn
+                .prepare_cached("DELETE FROM telegram_chats WHERE channel = ?1 AND chat_id = ?2")?
+                .execute(params![channel, chat_id])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError> {
         self.write_with(|conn| {
             let chats = conn

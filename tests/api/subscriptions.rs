@@ -224,6 +224,29 @@ async fn a_chat_dropped_from_allow_from_gets_nothing_more(db: Db) {
 }
 both_dbs!(a_chat_dropped_from_allow_from_gets_nothing_more);
 
+async fn stop_unregisters_a_chat(db: Db) {
+    let fake = FakeTelegram::start("7:stop").await;
+    let app = TestApp::spawn(db, &yaml(&fake)).await;
+    ask(&fake, 100, None, "/start").await;
+    ask(&fake, 100, None, "/subscribe Disk").await;
+    let bye = ask(&fake, 100, None, "/stop").await;
+    assert!(bye.contains("unregistered"), "{bye}");
+    assert!(app.store.list_chats().await.expect("chats").is_empty());
+    assert!(ask(&fake, 100, None, "/stop")
+        .await
+        .contains("was not registered"));
+    app.post_ok(&am_payload(vec![alert("DiskFull", "db1", "critical")]))
+        .await;
+    app.wait_notifications("sent", 1, WAIT).await;
+    assert_eq!(sent_to(&app).await, vec!["42"]);
+    // Registering again starts afresh: no subscriptions.
+    assert!(ask(&fake, 100, None, "/start").await.contains("Welcome!"));
+    assert!(ask(&fake, 100, None, "/subscriptions")
+        .await
+        .contains("none"));
+}
+both_dbs!(stop_unregisters_a_chat);
+
 async fn a_bad_matcher_is_refused_and_nothing_stored(db: Db) {
     let fake = FakeTelegram::start("7:bad").await;
     let app = TestApp::spawn(db, &yaml(&fake)).await;
