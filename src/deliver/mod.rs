@@ -960,3 +960,141 @@ impl Outbox {
         }
     }
 }
+
+#[cfg(test)]
+mod fan_out_tests {
+    use super::*;
+    use crate::alert::{Fingerprint, Labels, Source};
+    use crate::store::{ChatRecord, SubscriptionPattern};
+    use chrono::{TimeZone, Utc};
+
+    fn alert(name: &str, severity: &str) -> IncomingAlert {
+        let labels: Labels = [
+            ("alertname".to_string(), name.to_string()),
+            ("severity".to_string(), severity.to_string()),
+        ]
+        .into();
+        IncomingAlert {
+            fingerprint: Fingerprint::from_labels(&labels),
+            status: AlertStatus::Firing,
+            labels,
+            annotations: Default::default(),
+            starts_at: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .expect("t"),
+            ends_at: None,
+            generator_url: None,
+            source: Source::Alertmanager,
+            ack: None,
+        }
+    }
+
+    fn chat(id: i64, username: Option<&str>, patterns: &[SubscriptionPattern]) -> ChatRecord {
+        ChatRecord {
+            channel: "oncall".into(),
+            chat_id: id,
+            username: username.map(String::from),
+            registered_by: None,
+            registered_at: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .expect("t"),
+            subscriptions: patterns
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i as i64, p.clone()))
+                .collect(),
+        }
+    }
+
+    fn planner(subscribers: bool, book: SubscriberBook) -> Planner {
+        let config = crate::config::Config::parse(
+            "channels:\n  - name: oncall\n    type: telegram\n    bot_token: x\n    chat_ids: [42, \"@ops\"]\n",
+            std::path::Path::new("."),
+            &|_| None,
+        )
+        .expect("config");
+        let chat_ids = vec!["42".to_string(), "@ops".to_string()];
+        let allow = crate::chat::AllowList::new(&chat_ids, &["7".into(), "8".into(), "9".into()]);
+        Planner::new(
+            Router::new(&config),
+            vec![ChannelTarget {
+                name: "oncall".into(),
+                destinations: chat_ids,
+                send_resolved: true,
+                subscribers,
+                allow: subscribers.then(|| Arc::new(allow)),
+            }],
+            SilenceBook::default(),
+            book,
+            Clock::manual(
+                Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                    .single()
+                    .expect("t"),
+            ),
+        )
+    }
+
+    fn plan(p: &Planner, alerts: &[IncomingAlert]) -> Vec<(String, Vec<String>)> {
+        let decided: Vec<Decided<'_>> = alerts
+            .iter()
+            .map(|a| Decided {
+                alert: a,
+                transition: Transition::Fired,
+                starts_at: a.starts_at,
+                ends_at: None,
+                ack: None,
+            })
+            .collect();
+        let mut out: Vec<(String, Vec<String>)> = p
+            .plan(&decided)
+            .into_iter()
+            .map(|n| {
+                let names = n
+                    .group
+                    .alerts
+                    .iter()
+                    .map(|a| a.labels["alertname"].clone())
+                    .collect();
+                (n.destination, names)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn each_chat_gets_what_it_subscribed_to_once() {
+        let book = SubscriberBook::new(vec![
+            chat(7, None, &[]),
+            chat(
+                8,
+                None,
+                &[SubscriptionPattern::Matchers(
+                    "severity=\"critical\"".into(),
+                )],
+            ),
+            chat(9, None, &[SubscriptionPattern::Text("nothing".into())]),
+            chat(42, None, &[SubscriptionPattern::Text("nothing".into())]),
+            chat(5, Some("OPS"), &[]),
+            chat(6, None, &[]), // not allowed (any more)
+        ]);
+        let alerts = [alert("DiskFull", "critical"), alert("CpuHigh", "warning")];
+        let both = vec!["DiskFull".to_string(), "CpuHigh".to_string()];
+        assert_eq!(
+            plan(&planner(true, book.clone()), &alerts),
+            vec![
+                ("42".to_string(), both.clone()),
+                ("7".to_string(), both.clone()),
+                ("8".to_string(), vec!["DiskFull".to_string()]),
+                ("@ops".to_string(), both.clone()),
+            ]
+        );
+        // subscribers: false: the book is not even looked at.
+        assert_eq!(
+            plan(&planner(false, book), &alerts),
+            vec![("42".to_string(), both.clone()), ("@ops".to_string(), both)]
+        );
+    }
+}
