@@ -387,6 +387,29 @@ impl FakeTelegram {
         update_id
     }
 
+    /// The user of private chat `chat_id` blocks the bot (a group removing
+    /// it looks the same, with status `left`): Telegram sends the bot a
+    /// `my_chat_member` update. Returns the update id.
+    pub fn user_blocks_bot(&self, chat_id: i64) -> i64 {
+        let mut state = self.shared.lock();
+        state.last_update_id += 1;
+        let update_id = state.last_update_id;
+        let user = json!({"id": chat_id, "is_bot": false, "first_name": "Test"});
+        state.updates.push_back(json!({
+            "update_id": update_id,
+            "my_chat_member": {
+                "chat": {"id": chat_id, "type": "private", "first_name": "Test"},
+                "from": user,
+                "date": unix_now(),
+                "old_chat_member": {"user": bot_user(), "status": "member"},
+                "new_chat_member": {"user": bot_user(), "status": "kicked", "until_date": 0},
+            }
+        }));
+        drop(state);
+        self.shared.updates_changed.notify_waiters();
+        update_id
+    }
+
     /// Updates queued and not yet confirmed by an offset.
     pub fn pending_updates(&self) -> usize {
         self.shared.lock().updates.len()

@@ -244,6 +244,10 @@ async fn stop_unregisters_a_chat(db: Db) {
     assert!(ask(&fake, 100, None, "/subscriptions")
         .await
         .contains("none"));
+    // Blocking the bot unregisters the chat too (sends would only fail).
+    fake.user_blocks_bot(100);
+    fake.wait_updates_confirmed(WAIT).await;
+    assert!(app.store.list_chats().await.expect("chats").is_empty());
 }
 both_dbs!(stop_unregisters_a_chat);
 

@@ -96,7 +96,7 @@ impl TelegramClient {
             "offset": offset,
             "limit": 100,
             "timeout": wait.as_secs(),
-            "allowed_updates": ["message"],
+            "allowed_updates": ["message", "my_chat_member"],
         });
         // The answer may take the whole long poll, past the usual timeout.
         let deadline = wait + Duration::from_secs(10);

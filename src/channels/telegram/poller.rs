@@ -33,6 +33,20 @@ const BACK_OFF_PERMANENT: Duration = Duration::from_secs(30);
 struct UpdatePart {
     #[serde(default)]
     message: Option<MessagePart>,
+    /// The bot's own membership changed: blocked, kicked, added.
+    #[serde(default)]
+    my_chat_member: Option<MemberPart>,
+}
+
+#[derive(Deserialize)]
+struct MemberPart {
+    chat: ChatPart,
+    new_chat_member: NewMember,
+}
+
+#[derive(Deserialize)]
+struct NewMember {
+    status: String,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +180,9 @@ impl Poller {
     }
 
     async fn handle(&self, update: UpdatePart, bot: Option<&str>) {
+        if let Some(member) = update.my_chat_member {
+            return self.membership(member).await;
+        }
         let Some(message) = update.message else {
             return;
         };
@@ -218,6 +235,29 @@ impl Poller {
             )
         };
         self.reply(chat.id, &answer).await;
+    }
+
+    /// A user blocked the bot, or it was removed from a group: the chat
+    /// cannot receive anything more, so its registration goes (sending
+    /// would only fail, permanently, every time).
+    async fn membership(&self, member: MemberPart) {
+        if !matches!(member.new_chat_member.status.as_str(), "kicked" | "left") {
+            return;
+        }
+        let store = &self.services.store;
+        match store.unregister_chat(&self.channel, member.chat.id).await {
+            Ok(true) => {
+                tracing::info!(channel = %self.channel, chat = member.chat.id, "the bot was blocked or removed; chat unregistered");
+                match store.list_chats().await {
+                    Ok(chats) => self.services.subscribers.replace(chats),
+                    Err(e) => tracing::error!(error = %e, "cannot re-read the registered chats"),
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(channel = %self.channel, error = %e, "cannot unregister a chat that blocked the bot")
+            }
+        }
     }
 
     async fn reply(&self, chat_id: i64, html: &str) {
