@@ -248,6 +248,7 @@ impl Reloader {
         let services = crate::chat::Services {
             store: self.store.clone(),
             subscribers: self.subscribers.clone(),
+            silences: self.silences.clone(),
             clock: self.clock.clone(),
         };
         let pollers: Vec<JoinHandle<()>> = channels

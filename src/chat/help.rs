@@ -21,7 +21,11 @@ pub(super) fn text(s: &Session) -> String {
     }
     out.push_str(
         "/alerts: what fires now\n\
-         /ack &lt;id&gt; [memo]: acknowledge an alert (ids are in /alerts)",
+         /ack &lt;id&gt; [memo]: acknowledge an alert (ids are in /alerts)\n\
+         /silence &lt;matcher&gt; &lt;duration&gt; [comment]: hold back alerts like these, e.g. \
+         <code>/silence instance=\"db1\" 2h disk swap</code>\n\
+         /silences: the silences\n\
+         /unsilence &lt;n&gt;: end silence n",
     );
     out
 }

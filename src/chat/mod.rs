@@ -9,6 +9,7 @@
 mod ack;
 mod alerts;
 mod help;
+mod silence;
 mod start;
 mod stop;
 mod subscribe;
@@ -44,6 +45,12 @@ pub enum Command {
     Alerts,
     /// `/ack <id> [memo]`.
     Ack(ack::AckAlert),
+    /// `/silence <matcher> <duration> [comment]`.
+    Silence(silence::SilenceCommand),
+    /// `/silences`: those holding now or later.
+    Silences,
+    /// `/unsilence <id>`.
+    Unsilence(silence::Unsilence),
     /// A command of the product contract not built yet (its name).
     NotYet(&'static str),
     /// A command nobody knows (its name as written).
@@ -68,7 +75,7 @@ pub struct Parsed {
 }
 
 /// Commands of the product contract not built yet.
-const NOT_YET: &[&str] = &["silence", "silences", "unsilence", "status", "graph"];
+const NOT_YET: &[&str] = &["status", "graph"];
 
 impl Command {
     /// Parses a message. `None` unless it starts with `/`: plain chat is
@@ -103,6 +110,9 @@ impl Command {
                 "subscriptions" => Command::Subscriptions,
                 "alerts" => Command::Alerts,
                 "ack" => ack::AckAlert::parse(args),
+                "silence" => silence::SilenceCommand::parse(args),
+                "silences" => Command::Silences,
+                "unsilence" => silence::Unsilence::parse(args),
                 other => match NOT_YET.iter().find(|n| **n == other) {
                     Some(n) => Command::NotYet(n),
                     None => Command::Unknown(name.clone()),
@@ -123,6 +133,9 @@ impl Command {
             Command::Subscriptions => subscriptions::run(s).await,
             Command::Alerts => alerts::run(s).await,
             Command::Ack(c) => c.run(s).await,
+            Command::Silence(c) => c.run(s).await,
+            Command::Silences => silence::list(s).await,
+            Command::Unsilence(c) => c.run(s).await,
             Command::NotYet(name) => Ok(format!(
                 "/{name} is not supported yet. /help lists what I can do."
             )),
@@ -166,6 +179,8 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     /// The planner's registered chats.
     pub subscribers: SubscriberBook,
+    /// The planner's silences.
+    pub silences: crate::route::silence::SilenceBook,
     /// Time.
     pub clock: Clock,
 }
@@ -246,7 +261,8 @@ mod tests {
         assert!(Command::parse("/").is_none());
         assert!(Command::parse("/@bot").is_none());
         assert_eq!(cmd("/graph"), Command::NotYet("graph"));
-        assert_eq!(cmd("/silence a=\"b\" 1h"), Command::NotYet("silence"));
+        assert!(matches!(cmd("/silence a=\"b\" 1h"), Command::Silence(_)));
+        assert_eq!(cmd("/silences"), Command::Silences);
         assert_eq!(cmd("/frobnicate"), Command::Unknown("frobnicate".into()));
         assert_eq!(cmd("/stop"), Command::Stop);
     }
@@ -290,6 +306,9 @@ mod tests {
             let _ = Command::parse(&format!("/subscribe {text}"));
             let _ = Command::parse(&format!("/unsubscribe {text}"));
             let _ = Command::parse(&format!("/ack {text}"));
+            let _ = Command::parse(&format!("/silence {text}"));
+            let _ = Command::parse(&format!("/silence a=\"b\" {text}"));
+            let _ = Command::parse(&format!("/unsilence {text}"));
         }
     }
 }
