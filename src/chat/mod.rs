@@ -10,11 +10,13 @@ mod ack;
 mod alerts;
 mod help;
 mod silence;
+mod silences;
 mod start;
 mod stop;
 mod subscribe;
 pub mod subscribers;
 mod subscriptions;
+mod unsilence;
 mod unsubscribe;
 
 use std::sync::Arc;
@@ -50,7 +52,7 @@ pub enum Command {
     /// `/silences`: those holding now or later.
     Silences,
     /// `/unsilence <id>`.
-    Unsilence(silence::Unsilence),
+    Unsilence(unsilence::Unsilence),
     /// A command of the product contract not built yet (its name).
     NotYet(&'static str),
     /// A command nobody knows (its name as written).
@@ -112,7 +114,7 @@ impl Command {
                 "ack" => ack::AckAlert::parse(args),
                 "silence" => silence::SilenceCommand::parse(args),
                 "silences" => Command::Silences,
-                "unsilence" => silence::Unsilence::parse(args),
+                "unsilence" => unsilence::Unsilence::parse(args),
                 other => match NOT_YET.iter().find(|n| **n == other) {
                     Some(n) => Command::NotYet(n),
                     None => Command::Unknown(name.clone()),
@@ -134,7 +136,7 @@ impl Command {
             Command::Alerts => alerts::run(s).await,
             Command::Ack(c) => c.run(s).await,
             Command::Silence(c) => c.run(s).await,
-            Command::Silences => silence::list(s).await,
+            Command::Silences => silences::run(s).await,
             Command::Unsilence(c) => c.run(s).await,
             Command::NotYet(name) => Ok(format!(
                 "/{name} is not supported yet. /help lists what I can do."

@@ -1,6 +1,6 @@
-//! `/silence <matcher> <duration> [comment]`, `/silences`, `/unsilence <id>`:
-//! silences from the chat, as `POST`/`GET`/`DELETE /api/v1/silences` make
-//! them (the same checks; the planner's book is updated at once).
+//! `/silence <matcher> <duration> [comment]`: a silence from the chat, as
+//! `POST /api/v1/silences` makes it (the same checks; the planner's book is
+//! updated at once).
 
 use super::{escape, Command, Session};
 use crate::route::matcher::parse_matchers;
@@ -98,7 +98,7 @@ impl SilenceCommand {
 }
 
 /// "for 2h more" or "until deleted".
-fn remaining(
+pub(super) fn remaining(
     ends_at: Option<chrono::DateTime<chrono::Utc>>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> String {
@@ -116,74 +116,6 @@ fn remaining(
         (d, h, _) => format!("{d}d {h}h"),
     };
     format!("for {text} more")
-}
-
-/// `/silences`: those holding now or later.
-pub(super) async fn list(s: &Session) -> Result<String, StoreError> {
-    let now = s.services.clock.now();
-    let live = s.services.store.live_silences(now).await?;
-    if live.is_empty() {
-        return Ok("No silences.".into());
-    }
-    let mut out = String::from("🔕 <b>Silences</b>");
-    for silence in live.iter().take(30) {
-        let v = silence.view(now);
-        out.push_str(&format!(
-            "\n#{} <code>{}</code> {}",
-            v.id,
-            escape(&v.matchers.join(", ")),
-            remaining(v.ends_at, now)
-        ));
-        if !v.comment.is_empty() {
-            out.push_str(&format!(" · <i>{}</i>", escape(&v.comment)));
-        }
-        out.push_str(&format!(" · by {}", escape(&v.created_by)));
-    }
-    if live.len() > 30 {
-        out.push_str(&format!(
-            "\n<i>… and {} more on the web page</i>",
-            live.len() - 30
-        ));
-    }
-    Ok(out)
-}
-
-/// A checked `/unsilence`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unsilence {
-    id: i64,
-}
-
-impl Unsilence {
-    /// The silence's number.
-    pub(super) fn parse(args: &str) -> Command {
-        match args.trim().trim_start_matches('#').parse::<i64>() {
-            Ok(id) if id > 0 => Command::Unsilence(Unsilence { id }),
-            _ => Command::Invalid {
-                error: "say which silence: its number is in /silences".into(),
-                usage: "/unsilence 3",
-            },
-        }
-    }
-
-    /// Ends it now; what it held back and still fires is notified.
-    pub(super) async fn run(self, s: &Session) -> Result<String, StoreError> {
-        let now = s.services.clock.now();
-        match s.services.store.expire_silence(self.id, now).await? {
-            Some(silence) => {
-                tracing::info!(silence = self.id, by = %s.chat.sender, "silence ended from chat");
-                s.services.silences.put(silence);
-                Ok(format!(
-                    "🔔 Silence #{} ended; what it held back and still fires is sent now.",
-                    self.id
-                ))
-            }
-            None => Ok(format!(
-                "There is no active or pending silence #{}. /silences lists them.",
-                self.id
-            )),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -216,10 +148,5 @@ mod tests {
             SilenceCommand::parse("inst~~ 1h"),
             Command::Invalid { .. }
         ));
-        assert!(matches!(
-            Unsilence::parse("#3"),
-            Command::Unsilence(Unsilence { id: 3 })
-        ));
-        assert!(matches!(Unsilence::parse("x"), Command::Invalid { .. }));
     }
 }
