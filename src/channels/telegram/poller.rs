@@ -95,6 +95,9 @@ impl Poller {
             }
         };
         let mut leased = false;
+        // Past what this process handled even if saving the offset failed:
+        // a command is answered once while the process lives.
+        let mut handled_below = 0i64;
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -111,7 +114,7 @@ impl Poller {
                         tracing::info!(channel = %self.channel, offset, "answering chat commands");
                         leased = true;
                     }
-                    offset
+                    offset.max(handled_below)
                 }
                 Ok(None) => {
                     // Another replica polls this bot.
@@ -159,6 +162,7 @@ impl Poller {
                         tracing::debug!(channel = %self.channel, update = id, error = %e, "update of another shape; skipped")
                     }
                 }
+                handled_below = handled_below.max(id.saturating_add(1));
                 if let Err(e) = self
                     .services
                     .store
