@@ -900,26 +900,20 @@ read_methods!(SqliteStore, {
     }
 
     async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError> {
-        self.write_with(|conn| {
-            let chats = conn
-                .prepare_cached(
-                    "SELECT channel, chat_id, username, registered_by, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
-                )?
-                .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            let subs = conn
-                .prepare_cached(
-                    "SELECT id, channel, chat_id, kind, pattern FROM chat_subscriptions ORDER BY id",
-                )?
-                .query_map([], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            chat_records(chats, subs)
-        })
-        .await
+        // The read pool: the scheduler re-reads this periodically, and the
+        // writer thread has better things to do. A write has committed
+        // before it returns, so what a command just changed is seen.
+        let chats: Vec<super::ChatRow> = sqlx::query_as(
+            "SELECT channel, chat_id, username, registered_by, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let subs: Vec<super::SubscriptionRow> = sqlx::query_as(
+            "SELECT id, channel, chat_id, kind, pattern FROM chat_subscriptions ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        chat_records(chats, subs)
     }
 
     async fn add_subscription(
