@@ -20,7 +20,8 @@ pub(super) fn text(s: &Session) -> String {
         out.push_str("/start: hello\n");
     }
     out.push_str(
-        "/alerts: what fires now\n\
+        "/status: hosts firing and muted now\n\
+         /alerts: what fires now\n\
          /ack &lt;id&gt; [memo]: acknowledge an alert (ids are in /alerts)\n\
          /silence &lt;matcher&gt; &lt;duration&gt; [comment]: hold back alerts like these, e.g. \
          <code>/silence instance=\"db1\" 2h disk swap</code>\n\

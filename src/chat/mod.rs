@@ -12,6 +12,7 @@ mod help;
 mod silence;
 mod silences;
 mod start;
+mod status;
 mod stop;
 mod subscribe;
 pub mod subscribers;
@@ -53,6 +54,8 @@ pub enum Command {
     Silences,
     /// `/unsilence <id>`.
     Unsilence(unsilence::Unsilence),
+    /// `/status`: hosts by state now.
+    Status,
     /// A command of the product contract not built yet (its name).
     NotYet(&'static str),
     /// A command nobody knows (its name as written).
@@ -77,7 +80,7 @@ pub struct Parsed {
 }
 
 /// Commands of the product contract not built yet.
-const NOT_YET: &[&str] = &["status", "graph"];
+const NOT_YET: &[&str] = &["graph"];
 
 impl Command {
     /// Parses a message. `None` unless it starts with `/`: plain chat is
@@ -114,6 +117,7 @@ impl Command {
                 "ack" => ack::AckAlert::parse(args),
                 "silence" => silence::SilenceCommand::parse(args),
                 "silences" => Command::Silences,
+                "status" => Command::Status,
                 "unsilence" => unsilence::Unsilence::parse(args),
                 other => match NOT_YET.iter().find(|n| **n == other) {
                     Some(n) => Command::NotYet(n),
@@ -137,6 +141,7 @@ impl Command {
             Command::Ack(c) => c.run(s).await,
             Command::Silence(c) => c.run(s).await,
             Command::Silences => silences::run(s).await,
+            Command::Status => status::run(s).await,
             Command::Unsilence(c) => c.run(s).await,
             Command::NotYet(name) => Ok(format!(
                 "/{name} is not supported yet. /help lists what I can do."

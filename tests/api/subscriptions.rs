@@ -308,7 +308,7 @@ both_dbs!(registrations_and_the_update_offset_survive_a_restart);
 async fn commands_not_built_yet_say_so(db: Db) {
     let fake = FakeTelegram::start("7:later").await;
     let _app = TestApp::spawn(db, &yaml(&fake)).await;
-    for c in ["/status", "/graph@fake_bot"] {
+    for c in ["/graph", "/graph@fake_bot"] {
         let answer = ask(&fake, 42, None, c).await;
         assert!(answer.contains("not supported yet"), "{c}: {answer}");
     }
@@ -453,11 +453,14 @@ async fn silences_from_the_chat(db: Db) {
         got[before].contains("db2") && !got[before].contains("db1"),
         "{got:#?}"
     );
+    let status = ask(&fake, 42, None, "/status").await;
+    assert!(status.contains("1 host(s) firing, 1 muted"), "{status}");
+    assert!(status.contains("🔕 db1: DiskFull"), "{status}");
     // The answer, and what the silence held back and still fires, in
     // either order (the scheduler handles the end on its next tick).
     fake.user_says(42, None, &format!("/unsilence {id}"));
-    let got = wait_to(&fake, 42, before + 3).await;
-    let after = &got[before + 1..];
+    let got = wait_to(&fake, 42, before + 4).await;
+    let after = &got[before + 2..];
     assert!(after.iter().any(|m| m.contains("ended")), "{after:#?}");
     assert!(
         after
@@ -465,6 +468,8 @@ async fn silences_from_the_chat(db: Db) {
             .any(|m| m.contains("FIRING") && m.contains("db1")),
         "{after:#?}"
     );
+    let status = ask(&fake, 42, None, "/status").await;
+    assert!(status.contains("2 host(s) firing, 0 muted"), "{status}");
     assert!(ask(&fake, 42, None, &format!("/unsilence {id}"))
         .await
         .contains("no active or pending silence"));
