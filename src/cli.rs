@@ -325,8 +325,12 @@ async fn send_test(channel: String, config: Option<PathBuf>) -> anyhow::Result<(
         digest: None,
         flapping: None,
     };
+    let destinations = ch.destinations();
+    if destinations.is_empty() {
+        anyhow::bail!("channel {channel} has no fixed destination (chat_ids is empty): send-test sends only to configured chats, not to chats registered with /start");
+    }
     let mut failed = 0;
-    for dest in ch.destinations() {
+    for dest in destinations {
         match ch.send(&dest, &group, 0).await {
             Ok(()) => println!("{channel} → {dest}: sent"),
             Err(e) => {

@@ -8,6 +8,7 @@
 pub mod alert;
 pub mod auth;
 pub mod channels;
+pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;

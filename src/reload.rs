@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Access;
 use crate::channels::{Channel, ChannelContext};
+use crate::chat::SubscriberBook;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::contacts::ContactBook;
@@ -89,6 +90,7 @@ pub async fn build(
     config: &Config,
     store: &Arc<dyn Store>,
     silences: &SilenceBook,
+    subscribers: &SubscriberBook,
     clock: &Clock,
 ) -> Result<Built, Vec<String>> {
     store
@@ -124,12 +126,15 @@ pub async fn build(
             name: c.name().to_string(),
             destinations: c.destinations(),
             send_resolved: c.send_resolved(),
+            subscribers: c.has_subscribers(),
+            allow: c.allow_list().map(Arc::new),
         })
         .collect();
     let planner = Planner::new(
         Router::new(config),
         targets,
         silences.clone(),
+        subscribers.clone(),
         clock.clone(),
         config.timezone,
     )
@@ -153,6 +158,7 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     signal: OutboxSignal,
     silences: SilenceBook,
+    subscribers: SubscriberBook,
     drain: Duration,
     /// Swapped by a reload.
     pub planner: Arc<Live<Planner>>,
@@ -182,6 +188,8 @@ pub struct ReloaderParts {
     pub signal: OutboxSignal,
     /// Silences.
     pub silences: SilenceBook,
+    /// Chats registered with /start.
+    pub subscribers: SubscriberBook,
     /// How long stopping workers waits for sends in flight.
     pub drain: Duration,
 }
@@ -210,6 +218,7 @@ impl Reloader {
             metrics: parts.metrics,
             signal: parts.signal,
             silences: parts.silences,
+            subscribers: parts.subscribers,
             drain: parts.drain,
             planner: Arc::new(Live::new(parts.built.planner)),
             channel_names: Arc::new(Live::new(names)),
@@ -231,7 +240,30 @@ impl Reloader {
     pub async fn start_workers(&self, channels: Vec<Arc<Channel>>) {
         let outbox = self.outbox(&*self.current.lock().await);
         let mut workers = self.workers.lock().await;
-        workers.handles = outbox.spawn(channels, workers.stop.clone(), self.drain);
+        workers.handles = self.spawn(&outbox, channels, workers.stop.clone());
+    }
+
+    /// The outbox workers and the chat-command pollers of `channels`; all
+    /// stop on `stop`.
+    fn spawn(
+        &self,
+        outbox: &Outbox,
+        channels: Vec<Arc<Channel>>,
+        stop: CancellationToken,
+    ) -> Vec<JoinHandle<()>> {
+        let services = crate::chat::Services {
+            store: self.store.clone(),
+            subscribers: self.subscribers.clone(),
+            silences: self.silences.clone(),
+            clock: self.clock.clone(),
+        };
+        let pollers: Vec<JoinHandle<()>> = channels
+            .iter()
+            .filter_map(|c| c.spawn_chat(&services, stop.clone()))
+            .collect();
+        let mut handles = outbox.spawn(channels, stop, self.drain);
+        handles.extend(pollers);
+        handles
     }
 
     /// Stops the outbox workers: sends in flight finish within the drain
@@ -273,7 +305,14 @@ impl Reloader {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let built = build(&new, &self.store, &self.silences, &self.clock).await?;
+        let built = build(
+            &new,
+            &self.store,
+            &self.silences,
+            &self.subscribers,
+            &self.clock,
+        )
+        .await?;
         // Checked and built: from here on the new config takes over.
         self.stop_workers().await;
         let names: Vec<String> = built
@@ -296,7 +335,7 @@ impl Reloader {
         drop(current);
         {
             let mut workers = self.workers.lock().await;
-            workers.handles = outbox.spawn(built.channels, workers.stop.clone(), self.drain);
+            workers.handles = self.spawn(&outbox, built.channels, workers.stop.clone());
         }
         // What was queued meanwhile goes out now.
         self.signal.wake_all();

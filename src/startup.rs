@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::channels::Channel;
+use crate::chat::SubscriberBook;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::deliver::OutboxSignal;
@@ -68,7 +69,13 @@ impl Application {
                 .await
                 .context("cannot read the silences")?,
         );
-        let built = reload::build(&config, &store, &silences, &clock)
+        let subscribers = SubscriberBook::new(
+            store
+                .list_chats()
+                .await
+                .context("cannot read the registered chats")?,
+        );
+        let built = reload::build(&config, &store, &silences, &subscribers, &clock)
             .await
             .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
         let metrics = Arc::new(Metrics::new());
@@ -89,6 +96,7 @@ impl Application {
             metrics: metrics.clone(),
             signal: signal.clone(),
             silences: silences.clone(),
+            subscribers: subscribers.clone(),
             drain: DRAIN_TIMEOUT,
         });
         let reloader = Arc::new(reloader);
@@ -96,6 +104,7 @@ impl Application {
             store.clone(),
             reloader.planner.clone(),
             silences.clone(),
+            subscribers,
             clock.clone(),
             signal.clone(),
         );

@@ -368,6 +368,37 @@ impl Channel {
         }
     }
 
+    /// Whether chats registered with /start also receive this channel
+    /// (Telegram `subscribers: true`).
+    pub fn has_subscribers(&self) -> bool {
+        match &self.inner {
+            ChannelImpl::Telegram(t) => t.has_subscribers(),
+            _ => false,
+        }
+    }
+
+    /// With subscribers, who may be one (a registered chat no longer
+    /// allowed gets nothing).
+    pub fn allow_list(&self) -> Option<crate::chat::AllowList> {
+        match &self.inner {
+            ChannelImpl::Telegram(t) if t.has_subscribers() => Some(t.allow_list()),
+            _ => None,
+        }
+    }
+
+    /// Starts the channel's chat-command task, if it has one (Telegram
+    /// `commands: true`); it stops when `shutdown` fires.
+    pub fn spawn_chat(
+        &self,
+        services: &crate::chat::Services,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        match &self.inner {
+            ChannelImpl::Telegram(t) => t.spawn_poller(services, shutdown),
+            _ => None,
+        }
+    }
+
     /// Sends `group` to `destination`, skipping the first `parts_done` parts
     /// of a split message (accepted by an earlier attempt).
     pub async fn send(
@@ -554,11 +585,6 @@ fn read_template(w: &mut Walker, node: &Node, path: &str) -> Option<MessageTempl
             None
         }
     }
-}
-
-/// Whether a YAML value is `false` (for keys accepted only when off).
-pub(crate) fn is_false(v: &Value) -> bool {
-    matches!(v, Value::Bool(false))
 }
 
 /// Whether a YAML value is an empty list.

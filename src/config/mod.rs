@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::channels::ChannelConfig;
+use crate::channels::{ChannelConfig, ChannelKind};
 use crate::route::matcher::Matcher;
 pub use walk::{Map, Walker};
 
@@ -467,6 +467,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// The channel already polling the same bot as `c` (both `commands: true`).
+fn polls_same_bot<'a>(channels: &'a [ChannelConfig], c: &ChannelConfig) -> Option<&'a str> {
+    let ChannelKind::Telegram(t) = &c.kind else {
+        return None;
+    };
+    if !t.commands {
+        return None;
+    }
+    channels.iter().find_map(|x| match &x.kind {
+        ChannelKind::Telegram(o)
+            if o.commands
+                && o.api_url == t.api_url
+                && o.bot_token.expose_secret() == t.bot_token.expose_secret() =>
+        {
+            Some(x.name.as_str())
+        }
+        _ => None,
+    })
+}
+
 fn build(w: &mut Walker, root: &yaml::Node) -> Option<Config> {
     let mut top = w.map(root, "")?;
     let mut cfg = Config::default();
@@ -628,6 +648,13 @@ fn build(w: &mut Walker, root: &yaml::Node) -> Option<Config> {
                         item.line,
                         &format!("channels[{i}].name"),
                         format!("channel name `{}` is used twice", c.name),
+                    );
+                } else if let Some(other) = polls_same_bot(&cfg.channels, &c) {
+                    // Telegram ends one of two overlapping getUpdates (409).
+                    w.error(
+                        item.line,
+                        &format!("channels[{i}].commands"),
+                        format!("channel `{other}` answers this bot's commands already; only one channel per bot_token may set `commands: true`"),
                     );
                 } else {
                     cfg.channels.push(c);

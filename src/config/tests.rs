@@ -116,14 +116,7 @@ fn features_not_built_yet_are_refused_not_ignored() {
         .iter()
         .map(|e| (e.path.as_str(), e.message.as_str()))
         .collect();
-    for p in [
-        "grafana",
-        "probes",
-        "channels[0].subscribers",
-        "channels[0].commands",
-        "channels[0].allow_from",
-        "channels[1].signing_secret",
-    ] {
+    for p in ["grafana", "probes", "channels[1].signing_secret"] {
         assert!(
             paths
                 .iter()
@@ -189,6 +182,44 @@ fn env_expansion_rules() {
     assert!(expand_env("${1X}", &env)
         .expect_err("bad")
         .contains("not a valid"));
+}
+
+#[test]
+fn telegram_subscribers_and_commands() {
+    let c = parse("channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    subscribers: true\n    commands: true\n    allow_from: [123, \"@li_wei\"]\n").expect("ok");
+    let ChannelKind::Telegram(t) = &c.channels[0].kind else {
+        panic!("not telegram");
+    };
+    assert!(t.subscribers && t.commands);
+    assert!(
+        t.chat_ids.is_empty(),
+        "chat_ids are optional with subscribers"
+    );
+    assert_eq!(t.allow_from, vec!["123", "@li_wei"]);
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    subscribers: true\n    chat_ids: [1]\n",
+        &[(5, "channels[0].subscribers", "needs `commands: true`")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    commands: true\n    chat_ids: [1]\n    allow_from: [abc, 5]\n",
+        &[(7, "channels[0].allow_from[0]", "not a chat id")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    subscribers: true\n    commands: true\n",
+        &[(6, "channels[0].allow_from", "nobody could register")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    chat_ids: [1]\n    allow_from: [5]\n",
+        &[(6, "channels[0].allow_from", "only applies with `commands: true`")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    commands: yes please\n    chat_ids: [1]\n",
+        &[(5, "channels[0].commands", "")],
+    );
+    errors(
+        "channels:\n  - name: a\n    type: telegram\n    bot_token: x\n    commands: true\n    chat_ids: [1]\n  - name: b\n    type: telegram\n    bot_token: x\n    commands: true\n    chat_ids: [2]\n",
+        &[(7, "channels[1].commands", "only one channel per bot_token")],
+    );
 }
 
 #[test]

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alert::{AlertStatus, IncomingAlert, Transition};
 use crate::channels::{Channel, DeliveryError};
+use crate::chat::{AllowList, SubscriberBook};
 use crate::clock::Clock;
 use crate::config::{DeliveryConfig, FlappingConfig};
 use crate::notification::{AlertGroup, BacklogSummary, Flapping};
@@ -79,6 +80,11 @@ pub struct ChannelTarget {
     pub destinations: Vec<String>,
     /// Whether it wants resolved notifications.
     pub send_resolved: bool,
+    /// Whether chats registered with /start also receive it (filtered by
+    /// their subscriptions; see [`SubscriberBook`]).
+    pub subscribers: bool,
+    /// With subscribers: who may be one (`chat_ids`, `allow_from`).
+    pub allow: Option<Arc<AllowList>>,
 }
 
 /// Turns a request's state changes into outbox entries: per channel and per
@@ -94,18 +100,21 @@ pub struct Planner {
     router: Router,
     targets: Vec<ChannelTarget>,
     silences: SilenceBook,
+    subscribers: SubscriberBook,
     clock: Clock,
     timezone: chrono_tz::Tz,
     flapping: Option<FlappingConfig>,
 }
 
 impl Planner {
-    /// A planner for these routes and channels, minding these silences;
+    /// A planner for these routes and channels, minding these silences
+    /// and, for channels with `subscribers: true`, these registered chats;
     /// digest periods end on boundaries in `timezone`.
     pub fn new(
         router: Router,
         targets: Vec<ChannelTarget>,
         silences: SilenceBook,
+        subscribers: SubscriberBook,
         clock: Clock,
         timezone: chrono_tz::Tz,
     ) -> Self {
@@ -113,6 +122,7 @@ impl Planner {
             router,
             targets,
             silences,
+            subscribers,
             clock,
             timezone,
             flapping: None,
@@ -163,18 +173,87 @@ impl Planner {
             digest: Some(Box::new(digest)),
             flapping: None,
         };
-        target
-            .destinations
-            .iter()
-            .map(|d| NewNotification {
+        // Registered chats with subscriptions get only the alerts those
+        // match, and a digest lists none: only chat_ids and chats without
+        // subscriptions get it.
+        let mut out = Vec::new();
+        self.fan_out(target, group, &mut out, |destination, group| {
+            NewNotification {
                 channel: channel.to_string(),
-                destination: d.clone(),
-                group: group.clone(),
+                destination,
+                group,
                 repeat_every: None,
                 delay: None,
                 throttle: None,
-            })
-            .collect()
+            }
+        });
+        out
+    }
+
+    /// One notification per destination of `target` for `group`: each of
+    /// its `chat_ids` gets the whole group; with `subscribers: true`, each
+    /// registered chat not among them gets the alerts its subscriptions
+    /// match (all of them with none; nothing if none match). Channels
+    /// without subscribers pay one bool test per group.
+    fn fan_out(
+        &self,
+        target: &ChannelTarget,
+        group: AlertGroup,
+        out: &mut Vec<NewNotification>,
+        make: impl Fn(String, AlertGroup) -> NewNotification,
+    ) {
+        let subscribers = if target.subscribers {
+            self.subscribers.of(&target.name)
+        } else {
+            None
+        };
+        if let Some(subs) = subscribers {
+            let mut labels: Option<Vec<crate::alert::Labels>> = None;
+            for sub in subs.iter() {
+                if target.destinations.iter().any(|d| sub.is_named_by(d)) {
+                    continue; // a chat_ids entry: one copy, the whole group
+                }
+                if target.allow.as_ref().is_some_and(|a| !a.admits(sub)) {
+                    continue; // allow_from changed since it registered
+                }
+                if sub.patterns.is_empty() {
+                    out.push(make(sub.destination.clone(), group.clone()));
+                    continue;
+                }
+                let labels = labels.get_or_insert_with(|| {
+                    group
+                        .alerts
+                        .iter()
+                        .map(IncomingAlert::match_labels)
+                        .collect()
+                });
+                let wanted: Vec<IncomingAlert> = group
+                    .alerts
+                    .iter()
+                    .zip(labels.iter())
+                    .filter(|(_, l)| sub.wants(l))
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                let mut mine = group.clone();
+                if wanted.len() < group.alerts.len() {
+                    // The others of the group may not be this chat's business.
+                    mine.others_firing = 0;
+                }
+                mine.alerts = wanted;
+                out.push(make(sub.destination.clone(), mine));
+            }
+        }
+        let n = target.destinations.len();
+        for (i, dest) in target.destinations.iter().enumerate() {
+            if i + 1 == n {
+                out.push(make(dest.clone(), group));
+                return;
+            }
+            out.push(make(dest.clone(), group.clone()));
+        }
     }
 }
 
@@ -293,16 +372,16 @@ impl NotificationPlanner for Planner {
                 digest: None,
                 flapping: key.flapping,
             };
-            for dest in &target.destinations {
-                out.push(NewNotification {
+            self.fan_out(target, group, &mut out, |destination, group| {
+                NewNotification {
                     channel: target.name.clone(),
-                    destination: dest.clone(),
-                    group: group.clone(),
+                    destination,
+                    group,
                     repeat_every: key.repeat_every,
                     delay: key.wait.map(|(_, w)| w),
                     throttle: key.throttle,
-                });
-            }
+                }
+            });
         }
         out
     }
@@ -387,18 +466,18 @@ impl Planner {
             digest: None,
             flapping: None,
         };
-        target
-            .destinations
-            .iter()
-            .map(|d| NewNotification {
+        let mut out = Vec::new();
+        self.fan_out(target, group, &mut out, |destination, group| {
+            NewNotification {
                 channel: channel.to_string(),
-                destination: d.clone(),
-                group: group.clone(),
+                destination,
+                group,
                 repeat_every: None,
                 delay: None,
                 throttle: Some(window),
-            })
-            .collect()
+            }
+        });
+        out
     }
 
     /// A `repeat_interval` reminder of `alerts` (still firing, not
@@ -423,18 +502,18 @@ impl Planner {
             digest: None,
             flapping: None,
         };
-        target
-            .destinations
-            .iter()
-            .map(|d| NewNotification {
+        let mut out = Vec::new();
+        self.fan_out(target, group, &mut out, |destination, group| {
+            NewNotification {
                 channel: channel.to_string(),
-                destination: d.clone(),
-                group: group.clone(),
+                destination,
+                group,
                 repeat_every: Some(every),
                 delay: None,
                 throttle: None,
-            })
-            .collect()
+            }
+        });
+        out
     }
 }
 
@@ -1023,5 +1102,145 @@ impl Outbox {
             // The lease will expire and the entry be tried again: at least once.
             tracing::error!(channel = name, notification = n.id, error = %e, "cannot record delivery result");
         }
+    }
+}
+
+#[cfg(test)]
+mod fan_out_tests {
+    use super::*;
+    use crate::alert::{Fingerprint, Labels, Source};
+    use crate::store::{ChatRecord, SubscriptionPattern};
+    use chrono::{TimeZone, Utc};
+
+    fn alert(name: &str, severity: &str) -> IncomingAlert {
+        let labels: Labels = [
+            ("alertname".to_string(), name.to_string()),
+            ("severity".to_string(), severity.to_string()),
+        ]
+        .into();
+        IncomingAlert {
+            fingerprint: Fingerprint::from_labels(&labels),
+            status: AlertStatus::Firing,
+            labels,
+            annotations: Default::default(),
+            starts_at: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .expect("t"),
+            ends_at: None,
+            generator_url: None,
+            source: Source::Alertmanager,
+            ack: None,
+        }
+    }
+
+    fn chat(id: i64, username: Option<&str>, patterns: &[SubscriptionPattern]) -> ChatRecord {
+        ChatRecord {
+            channel: "oncall".into(),
+            chat_id: id,
+            username: username.map(String::from),
+            registered_by: None,
+            registered_at: Utc
+                .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                .single()
+                .expect("t"),
+            subscriptions: patterns
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (i as i64, p.clone()))
+                .collect(),
+        }
+    }
+
+    fn planner(subscribers: bool, book: SubscriberBook) -> Planner {
+        let config = crate::config::Config::parse(
+            "channels:\n  - name: oncall\n    type: telegram\n    bot_token: x\n    chat_ids: [42, \"@ops\"]\n",
+            std::path::Path::new("."),
+            &|_| None,
+        )
+        .expect("config");
+        let chat_ids = vec!["42".to_string(), "@ops".to_string()];
+        let allow = crate::chat::AllowList::new(&chat_ids, &["7".into(), "8".into(), "9".into()]);
+        Planner::new(
+            Router::new(&config),
+            vec![ChannelTarget {
+                name: "oncall".into(),
+                destinations: chat_ids,
+                send_resolved: true,
+                subscribers,
+                allow: subscribers.then(|| Arc::new(allow)),
+            }],
+            SilenceBook::default(),
+            book,
+            Clock::manual(
+                Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+                    .single()
+                    .expect("t"),
+            ),
+            chrono_tz::Tz::UTC,
+        )
+    }
+
+    fn plan(p: &Planner, alerts: &[IncomingAlert]) -> Vec<(String, Vec<String>)> {
+        let decided: Vec<Decided<'_>> = alerts
+            .iter()
+            .map(|a| Decided {
+                alert: a,
+                transition: Transition::Fired,
+                starts_at: a.starts_at,
+                ends_at: None,
+                ack: None,
+                flap: None,
+            })
+            .collect();
+        let mut out: Vec<(String, Vec<String>)> = p
+            .plan(&decided)
+            .into_iter()
+            .map(|n| {
+                let names = n
+                    .group
+                    .alerts
+                    .iter()
+                    .map(|a| a.labels["alertname"].clone())
+                    .collect();
+                (n.destination, names)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn each_chat_gets_what_it_subscribed_to_once() {
+        let book = SubscriberBook::new(vec![
+            chat(7, None, &[]),
+            chat(
+                8,
+                None,
+                &[SubscriptionPattern::Matchers(
+                    "severity=\"critical\"".into(),
+                )],
+            ),
+            chat(9, None, &[SubscriptionPattern::Text("nothing".into())]),
+            chat(42, None, &[SubscriptionPattern::Text("nothing".into())]),
+            chat(5, Some("OPS"), &[]),
+            chat(6, None, &[]), // not allowed (any more)
+        ]);
+        let alerts = [alert("DiskFull", "critical"), alert("CpuHigh", "warning")];
+        let both = vec!["DiskFull".to_string(), "CpuHigh".to_string()];
+        assert_eq!(
+            plan(&planner(true, book.clone()), &alerts),
+            vec![
+                ("42".to_string(), both.clone()),
+                ("7".to_string(), both.clone()),
+                ("8".to_string(), vec!["DiskFull".to_string()]),
+                ("@ops".to_string(), both.clone()),
+            ]
+        );
+        // subscribers: false: the book is not even looked at.
+        assert_eq!(
+            plan(&planner(false, book), &alerts),
+            vec![("42".to_string(), both.clone()), ("@ops".to_string(), both)]
+        );
     }
 }

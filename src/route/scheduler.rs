@@ -1,6 +1,7 @@
 //! Decisions that fall due with time rather than with a webhook: the end
 //! of a silence, `repeat_interval` reminders, throttle windows, the end
-//! of flapping, and digests.
+//! of flapping, and digests; and the periodic re-read of the silence and
+//! subscriber books.
 //!
 //! Every decision compares the shared [`Clock`] with state in the database,
 //! so it survives a restart, tests move time instead of sleeping, and with
@@ -19,6 +20,7 @@ use super::digest::{next_boundary, Digest, PeriodEvents};
 use super::silence::{Silence, SilenceBook};
 use super::DigestRoute;
 use crate::alert::{AlertStatus, IncomingAlert, Source, StoredAlert, Transition};
+use crate::chat::SubscriberBook;
 use crate::clock::Clock;
 use crate::deliver::OutboxSignal;
 use crate::deliver::Planner;
@@ -45,6 +47,7 @@ pub struct Scheduler {
     store: Arc<dyn Store>,
     planner: Arc<Live<Planner>>,
     silences: SilenceBook,
+    subscribers: SubscriberBook,
     clock: Clock,
     signal: OutboxSignal,
     /// The config whose digests have their schedules in the database.
@@ -57,6 +60,7 @@ impl Scheduler {
         store: Arc<dyn Store>,
         planner: Arc<Live<Planner>>,
         silences: SilenceBook,
+        subscribers: SubscriberBook,
         clock: Clock,
         signal: OutboxSignal,
     ) -> Self {
@@ -64,6 +68,7 @@ impl Scheduler {
             store,
             planner,
             silences,
+            subscribers,
             clock,
             signal,
             digests_scheduled: std::sync::Mutex::new(None),
@@ -91,6 +96,12 @@ impl Scheduler {
                             reloaded = Some(now);
                         }
                         Err(e) => tracing::error!(error = %e, "cannot reload silences"),
+                    }
+                    // Chats registered or changed on another replica.
+                    let mark = self.subscribers.mark();
+                    match self.store.list_chats().await {
+                        Ok(chats) => self.subscribers.reload(chats, mark),
+                        Err(e) => tracing::error!(error = %e, "cannot reload registered chats"),
                     }
                 }
                 if let Err(e) = self.end_silences(now).await {

@@ -125,6 +125,93 @@ impl Decided<'_> {
     }
 }
 
+/// A Telegram chat registered with a channel, and its subscriptions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatRecord {
+    /// The channel it registered with.
+    pub channel: String,
+    /// Telegram's chat id.
+    pub chat_id: i64,
+    /// The chat's @username (without @), if it has one.
+    pub username: Option<String>,
+    /// The @username (without @) of who sent `/start`, if they have one:
+    /// `allow_from` may have let the chat in by it.
+    pub registered_by: Option<String>,
+    /// When `/start` registered it.
+    pub registered_at: DateTime<Utc>,
+    /// Its subscriptions, oldest first: (store id, pattern).
+    pub subscriptions: Vec<(i64, SubscriptionPattern)>,
+}
+
+/// One `/subscribe` pattern as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionPattern {
+    /// Alertmanager matchers (canonical text, comma-separated); all must hold.
+    Matchers(String),
+    /// Text found in the alertname, case-insensitively.
+    Text(String),
+}
+
+impl SubscriptionPattern {
+    /// The `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SubscriptionPattern::Matchers(_) => "matcher",
+            SubscriptionPattern::Text(_) => "text",
+        }
+    }
+
+    /// The `pattern` column.
+    pub fn text(&self) -> &str {
+        match self {
+            SubscriptionPattern::Matchers(t) | SubscriptionPattern::Text(t) => t,
+        }
+    }
+
+    /// From the two columns.
+    pub fn from_columns(kind: &str, text: String) -> Self {
+        if kind == "matcher" {
+            SubscriptionPattern::Matchers(text)
+        } else {
+            SubscriptionPattern::Text(text)
+        }
+    }
+}
+
+/// A `telegram_chats` row: channel, chat id, username, registered by,
+/// registered at.
+pub(crate) type ChatRow = (String, i64, Option<String>, Option<String>, i64);
+/// A `chat_subscriptions` row: id, channel, chat id, kind, pattern.
+pub(crate) type SubscriptionRow = (i64, String, i64, String, String);
+
+/// Groups chat rows and subscription rows (both in order) into records.
+pub(crate) fn chat_records(
+    chats: Vec<ChatRow>,
+    subs: Vec<SubscriptionRow>,
+) -> Result<Vec<ChatRecord>, StoreError> {
+    let mut out = Vec::with_capacity(chats.len());
+    let mut at: HashMap<(String, i64), usize> = HashMap::new();
+    for (channel, chat_id, username, registered_by, registered) in chats {
+        at.insert((channel.clone(), chat_id), out.len());
+        out.push(ChatRecord {
+            channel,
+            chat_id,
+            username,
+            registered_by,
+            registered_at: from_micros(registered)?,
+            subscriptions: Vec::new(),
+        });
+    }
+    for (id, channel, chat_id, kind, pattern) in subs {
+        if let Some(&i) = at.get(&(channel, chat_id)) {
+            out[i]
+                .subscriptions
+                .push((id, SubscriptionPattern::from_columns(&kind, pattern)));
+        }
+    }
+    Ok(out)
+}
+
 /// A notification about to enter the outbox.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewNotification {
@@ -675,6 +762,59 @@ pub trait Store: Send + Sync {
         notifications: Vec<NewNotification>,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Registers a Telegram chat with a channel (`/start`), or refreshes
+    /// its usernames (the chat's, and the sender's). `true` when it was
+    /// not registered before.
+    async fn register_chat(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        username: Option<&str>,
+        registered_by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Forgets a registered chat and its subscriptions (`/stop`); whether
+    /// it was registered.
+    async fn unregister_chat(&self, channel: &str, chat_id: i64) -> Result<bool, StoreError>;
+    /// Every registered chat of every channel, with its subscriptions in
+    /// `/subscriptions` order: what the planner's subscriber book holds.
+    async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError>;
+    /// Adds a subscription to a registered chat.
+    async fn add_subscription(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        pattern: &SubscriptionPattern,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Removes one subscription by its id, or all of the chat's with
+    /// `None`; how many went.
+    async fn remove_subscriptions(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        id: Option<i64>,
+    ) -> Result<u64, StoreError>;
+    /// Takes or renews the lease on polling `channel`'s getUpdates until
+    /// `until`, for `holder`; the offset to poll from when this process
+    /// holds it, `None` while another holds it.
+    async fn lease_updates(
+        &self,
+        channel: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError>;
+    /// Records that updates below `offset` were handled (while `holder`
+    /// holds the lease).
+    async fn save_update_offset(
+        &self,
+        channel: &str,
+        holder: &str,
+        offset: i64,
+    ) -> Result<(), StoreError>;
+    /// Gives the lease up (clean stop), so the next process polls at once.
+    async fn release_updates(&self, channel: &str, holder: &str) -> Result<(), StoreError>;
     /// How many ingest batches may be in flight at once (1: one writer).
     fn ingest_parallelism(&self) -> usize {
         1

@@ -28,10 +28,10 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
 use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW, CATCH_UP_WHEN_QUIET};
 use super::{
-    due_us, flap_candidates, matchers_json, plan_batch, reminders_of, to_micros, window_changes,
-    Current, DestinationFilter, DigestSchedule, DueDigest, IngestRequest, NewNotification,
-    Notification, NotificationPlanner, NotificationRow, Reminder, SilenceRow, Store, StoreError,
-    ThrottleWindow, Timed, SILENCE_COLUMNS,
+    chat_records, due_us, flap_candidates, matchers_json, plan_batch, reminders_of, to_micros,
+    window_changes, ChatRecord, Current, DestinationFilter, DigestSchedule, DueDigest,
+    IngestRequest, NewNotification, Notification, NotificationPlanner, NotificationRow, Reminder,
+    SilenceRow, Store, StoreError, SubscriptionPattern, ThrottleWindow, Timed, SILENCE_COLUMNS,
 };
 use crate::alert::{Ack, Fingerprint};
 use crate::route::flapping::{FlapRow, StableDue};
@@ -514,6 +514,14 @@ const CLAIM_GROUP: &str = "UPDATE notifications SET claimed_until = ?1, next_att
                   ORDER BY id LIMIT ?4)
      RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error";
 
+/// Takes the getUpdates lease of a channel if it is free, expired or
+/// ours; answers the offset only then.
+const LEASE_UPDATES: &str = "INSERT INTO telegram_polls (channel, update_offset, holder, lease_until) VALUES (?1, 0, ?2, ?3)
+     ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until
+     WHERE telegram_polls.holder IS NULL OR telegram_polls.holder = excluded.holder
+        OR telegram_polls.lease_until IS NULL OR telegram_polls.lease_until <= ?4
+     RETURNING update_offset";
+
 read_methods!(SqliteStore, {
     async fn ingest(
         &self,
@@ -673,6 +681,12 @@ read_methods!(SqliteStore, {
         self.write_with(|conn| {
             conn.execute(
                 "UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at WHERE state = 'pending' AND claimed_until IS NOT NULL",
+                [],
+            )?;
+            // Only this process uses the file: a getUpdates lease left by
+            // a crash is nobody's.
+            conn.execute(
+                "UPDATE telegram_polls SET holder = NULL, lease_until = NULL",
                 [],
             )?;
             Ok(())
@@ -1039,6 +1053,160 @@ read_methods!(SqliteStore, {
                 "UPDATE silences SET end_handled = 1, end_claimed_until = NULL WHERE id = ?1",
             )?
             .execute(params![id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn register_chat(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        username: Option<&str>,
+        registered_by: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (channel, username) = (channel.to_string(), username.map(str::to_string));
+        let registered_by = registered_by.map(str::to_string);
+        self.write_with(move |conn| {
+            let known = conn
+                .prepare_cached("SELECT 1 FROM telegram_chats WHERE channel = ?1 AND chat_id = ?2")?
+                .query_row(params![channel, chat_id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            conn.prepare_cached(
+                "INSERT INTO telegram_chats (channel, chat_id, username, registered_by, registered_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (channel, chat_id) DO UPDATE SET username = excluded.username, registered_by = excluded.registered_by",
+            )?
+            .execute(params![channel, chat_id, username, registered_by, to_micros(now)])?;
+            Ok(!known)
+        })
+        .await
+    }
+
+    async fn unregister_chat(&self, channel: &str, chat_id: i64) -> Result<bool, StoreError> {
+        let channel = channel.to_string();
+        self.write_with(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2",
+            )?
+            .execute(params![channel, chat_id])?;
+            let n = conn
+                .prepare_cached("DELETE FROM telegram_chats WHERE channel = ?1 AND chat_id = ?2")?
+                .execute(params![channel, chat_id])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError> {
+        // The read pool: the scheduler re-reads this periodically, and the
+        // writer thread has better things to do. A write has committed
+        // before it returns, so what a command just changed is seen.
+        let chats: Vec<super::ChatRow> = sqlx::query_as(
+            "SELECT channel, chat_id, username, registered_by, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let subs: Vec<super::SubscriptionRow> = sqlx::query_as(
+            "SELECT id, channel, chat_id, kind, pattern FROM chat_subscriptions ORDER BY id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        chat_records(chats, subs)
+    }
+
+    async fn add_subscription(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        pattern: &SubscriptionPattern,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (channel, kind, text) = (
+            channel.to_string(),
+            pattern.kind(),
+            pattern.text().to_string(),
+        );
+        self.write_with(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO chat_subscriptions (channel, chat_id, kind, pattern, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![channel, chat_id, kind, text, to_micros(now)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_subscriptions(
+        &self,
+        channel: &str,
+        chat_id: i64,
+        id: Option<i64>,
+    ) -> Result<u64, StoreError> {
+        let channel = channel.to_string();
+        self.write_with(move |conn| {
+            let n = match id {
+                Some(id) => conn
+                    .prepare_cached(
+                        "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2 AND id = ?3",
+                    )?
+                    .execute(params![channel, chat_id, id])?,
+                None => conn
+                    .prepare_cached(
+                        "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2",
+                    )?
+                    .execute(params![channel, chat_id])?,
+            };
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn lease_updates(
+        &self,
+        channel: &str,
+        holder: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let (channel, holder) = (channel.to_string(), holder.to_string());
+        self.write_with(move |conn| {
+            Ok(conn
+                .prepare_cached(LEASE_UPDATES)?
+                .query_row(
+                    params![channel, holder, to_micros(until), to_micros(now)],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn save_update_offset(
+        &self,
+        channel: &str,
+        holder: &str,
+        offset: i64,
+    ) -> Result<(), StoreError> {
+        let (channel, holder) = (channel.to_string(), holder.to_string());
+        self.write_with(move |conn| {
+            conn.prepare_cached(
+                "UPDATE telegram_polls SET update_offset = ?3 WHERE channel = ?1 AND holder = ?2 AND update_offset < ?3",
+            )?
+            .execute(params![channel, holder, offset])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_updates(&self, channel: &str, holder: &str) -> Result<(), StoreError> {
+        let (channel, holder) = (channel.to_string(), holder.to_string());
+        self.write_with(move |conn| {
+            conn.prepare_cached(
+                "UPDATE telegram_polls SET holder = NULL, lease_until = NULL WHERE channel = ?1 AND holder = ?2",
+            )?
+            .execute(params![channel, holder])?;
             Ok(())
         })
         .await

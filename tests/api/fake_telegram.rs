@@ -1,8 +1,18 @@
 //! A fake Telegram Bot API server for alertrelay's tests.
 //!
 //! [`FakeTelegram::start`] binds `127.0.0.1:0` and serves, on a tokio task,
-//! `POST` (or `GET`) `/bot<token>/sendMessage` and `/bot<token>/getMe`.
-//! Point alertrelay's `api_url:` at [`FakeTelegram::api_url`].
+//! `POST` (or `GET`) `/bot<token>/sendMessage`, `/bot<token>/getMe` and
+//! `/bot<token>/getUpdates`. Point alertrelay's `api_url:` at
+//! [`FakeTelegram::api_url`]; a test plays a user with
+//! [`FakeTelegram::user_says`].
+//!
+//! getUpdates, as the Bot API server does it: `offset` confirms (drops)
+//! every update below it (a negative offset keeps only the last -offset);
+//! `limit` and `timeout` are clamped to 1..=100 and 0..=50; with nothing
+//! queued the request waits up to `timeout` seconds and answers as soon as
+//! an update is queued, else `result: []`. A second getUpdates while one
+//! waits terminates the waiting one with 409 `Conflict: terminated by other
+//! getUpdates request; make sure that only one bot instance is running`.
 //!
 //! It is meant to refuse everything the real Bot API refuses, with the same
 //! HTTP status and `description`, so that a test passing here does not fail
@@ -15,7 +25,7 @@
 //! Request handling:
 //! - Path `/bot<token>/<method>`; the method name is case-insensitive, as in
 //!   the Bot API. Another path: 404 `Not Found`. A token other than the
-//!   fake's: 401 `Unauthorized`. A method other than sendMessage/getMe: 404.
+//!   fake's: 401 `Unauthorized`. A method other than sendMessage/getMe/getUpdates: 404.
 //! - Parameters come from the query string and from the body: JSON
 //!   (`application/json`), `application/x-www-form-urlencoded` or
 //!   `multipart/form-data`, chosen by Content-Type like the Bot API does. A
@@ -153,6 +163,8 @@ struct Shared {
     addr: SocketAddr,
     state: Mutex<FakeState>,
     changed: Notify,
+    /// Woken when an update is queued or a newer getUpdates arrives.
+    updates_changed: Notify,
 }
 
 #[derive(Default)]
@@ -169,6 +181,14 @@ struct FakeState {
     /// Valid sends being answered right now, per chat, and the most seen at once.
     in_flight: HashMap<String, usize>,
     max_in_flight_per_chat: usize,
+    /// Updates not yet confirmed, oldest first.
+    updates: VecDeque<Value>,
+    last_update_id: i64,
+    /// Bumped by every getUpdates; a waiting one that sees it change was
+    /// terminated by a newer one.
+    poll_generation: u64,
+    get_updates_calls: usize,
+    conflicts: usize,
 }
 
 /// Counts a send to a chat as being answered until dropped (also when the
@@ -228,6 +248,7 @@ impl FakeTelegram {
             addr,
             state: Mutex::new(FakeState::default()),
             changed: Notify::new(),
+            updates_changed: Notify::new(),
         });
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let server = tokio::spawn(async move {
@@ -318,6 +339,107 @@ impl FakeTelegram {
             .insert((chat_key(chat_id), message_id));
     }
 
+    /// A user writes `text` in a chat (private when `chat_id` > 0, else a
+    /// group), as Telegram would deliver it to getUpdates: a command gets
+    /// its `bot_command` entity. `username` is the sender's (and, in a
+    /// private chat, the chat's). Returns the update id.
+    pub fn user_says(&self, chat_id: i64, username: Option<&str>, text: &str) -> i64 {
+        let mut state = self.shared.lock();
+        state.last_update_id += 1;
+        state.last_message_id += 1;
+        let (update_id, message_id) = (state.last_update_id, state.last_message_id);
+        state
+            .known_messages
+            .insert((chat_key(&chat_id.to_string()), message_id));
+        let user_id = if chat_id > 0 { chat_id } else { 7_000_000 };
+        let mut from = json!({"id": user_id, "is_bot": false, "first_name": "Test"});
+        let mut chat = if chat_id > 0 {
+            json!({"id": chat_id, "type": "private", "first_name": "Test"})
+        } else {
+            json!({"id": chat_id, "type": "supergroup", "title": "Test group"})
+        };
+        if let Some(u) = username {
+            from["username"] = json!(u);
+            if chat_id > 0 {
+                chat["username"] = json!(u);
+            }
+        }
+        let mut message = json!({
+            "message_id": message_id,
+            "from": from,
+            "chat": chat,
+            "date": unix_now(),
+            "text": text,
+        });
+        if text.starts_with('/') {
+            let word = text.split_whitespace().next().unwrap_or("");
+            message["entities"] = json!([{
+                "type": "bot_command",
+                "offset": 0,
+                "length": word.encode_utf16().count(),
+            }]);
+        }
+        state
+            .updates
+            .push_back(json!({"update_id": update_id, "message": message}));
+        drop(state);
+        self.shared.updates_changed.notify_waiters();
+        update_id
+    }
+
+    /// The user of private chat `chat_id` blocks the bot (a group removing
+    /// it looks the same, with status `left`): Telegram sends the bot a
+    /// `my_chat_member` update. Returns the update id.
+    pub fn user_blocks_bot(&self, chat_id: i64) -> i64 {
+        let mut state = self.shared.lock();
+        state.last_update_id += 1;
+        let update_id = state.last_update_id;
+        let user = json!({"id": chat_id, "is_bot": false, "first_name": "Test"});
+        state.updates.push_back(json!({
+            "update_id": update_id,
+            "my_chat_member": {
+                "chat": {"id": chat_id, "type": "private", "first_name": "Test"},
+                "from": user,
+                "date": unix_now(),
+                "old_chat_member": {"user": bot_user(), "status": "member"},
+                "new_chat_member": {"user": bot_user(), "status": "kicked", "until_date": 0},
+            }
+        }));
+        drop(state);
+        self.shared.updates_changed.notify_waiters();
+        update_id
+    }
+
+    /// Updates queued and not yet confirmed by an offset.
+    pub fn pending_updates(&self) -> usize {
+        self.shared.lock().updates.len()
+    }
+
+    /// getUpdates requests received.
+    pub fn get_updates_calls(&self) -> usize {
+        self.shared.lock().get_updates_calls
+    }
+
+    /// getUpdates requests terminated by a newer one (409).
+    pub fn conflicts(&self) -> usize {
+        self.shared.lock().conflicts
+    }
+
+    /// Waits until the queued updates are all confirmed (the bot read them
+    /// and asked past them); panics after `timeout`.
+    pub async fn wait_updates_confirmed(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.pending_updates() > 0 {
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "FakeTelegram: {} update(s) never confirmed",
+                    self.pending_updates()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Returns all accepted messages once there are at least `n`; panics
     /// after `timeout` with what did arrive and what was rejected.
     pub async fn wait_for_messages(&self, n: usize, timeout: Duration) -> Vec<SentMessage> {
@@ -405,6 +527,14 @@ async fn handle(
     }
     match api_method.as_str() {
         "getme" => json_response(StatusCode::OK, json!({"ok": true, "result": bot_user()})),
+        "getupdates" => {
+            let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+                Ok(body) => body,
+                Err(_) => return api_error(&shared, 413, "Request Entity Too Large"),
+            };
+            let params = request_params(&uri, &headers, &body);
+            get_updates(&shared, params).await
+        }
         "sendmessage" => {
             let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
                 Ok(body) => body,
@@ -534,6 +664,66 @@ async fn send_message(shared: &Shared, params: Vec<(String, Vec<u8>)>) -> Respon
             }
         }),
     )
+}
+
+/// Long-polls for updates like the Bot API (see the module docs).
+async fn get_updates(shared: &Shared, params: Vec<(String, Vec<u8>)>) -> Response {
+    let int = |name: &str, default: i64| {
+        params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| leading_integer(String::from_utf8_lossy(v).trim()))
+            .unwrap_or(default)
+    };
+    let offset = int("offset", 0);
+    let limit = int("limit", 100).clamp(1, 100) as usize;
+    let timeout = int("timeout", 0).clamp(0, 50) as u64;
+    let generation = {
+        let mut state = shared.lock();
+        state.get_updates_calls += 1;
+        state.poll_generation += 1;
+        if offset > 0 {
+            state
+                .updates
+                .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+        } else if offset < 0 {
+            let keep = offset.unsigned_abs() as usize;
+            while state.updates.len() > keep {
+                state.updates.pop_front();
+            }
+        }
+        state.poll_generation
+    };
+    // Terminates an older request still waiting.
+    shared.updates_changed.notify_waiters();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let notified = shared.updates_changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        {
+            let mut state = shared.lock();
+            if state.poll_generation != generation {
+                state.conflicts += 1;
+                drop(state);
+                let description = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+                // Not in `rejections`: the terminated client may be gone
+                // (a stopped app); `conflicts()` counts these.
+                return json_response(
+                    StatusCode::CONFLICT,
+                    json!({"ok": false, "error_code": 409, "description": description}),
+                );
+            }
+            if !state.updates.is_empty() {
+                let result: Vec<Value> = state.updates.iter().take(limit).cloned().collect();
+                return json_response(StatusCode::OK, json!({"ok": true, "result": result}));
+            }
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return json_response(StatusCode::OK, json!({"ok": true, "result": []}));
+        }
+    }
 }
 
 // The message date is informational; no test should depend on it.

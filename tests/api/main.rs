@@ -24,5 +24,6 @@ mod proxy;
 mod reload;
 mod reminders;
 mod silences;
+mod subscriptions;
 mod throttle;
 mod webhook;

@@ -10,6 +10,7 @@ use crate::channels::{describe_http_error, retry_after_header, DeliveryError};
 
 /// A thin Bot API client. The token is part of every URL, so URLs are never
 /// logged and reqwest errors are stripped of them.
+#[derive(Clone)]
 pub(crate) struct TelegramClient {
     http: reqwest::Client,
     api_url: String,
@@ -80,12 +81,39 @@ impl TelegramClient {
         if html {
             body["parse_mode"] = json!("HTML");
         }
-        self.call("sendMessage", &body).await.map(|_| ())
+        self.call("sendMessage", &body, None).await.map(|_| ())
+    }
+
+    /// `getUpdates` from `offset` (confirming everything below it),
+    /// waiting up to `wait` for one to come (long polling). Each update
+    /// as JSON, so one of an unknown shape cannot hide the others.
+    pub(crate) async fn get_updates(
+        &self,
+        offset: i64,
+        wait: Duration,
+    ) -> Result<Vec<serde_json::Value>, DeliveryError> {
+        let body = json!({
+            "offset": offset,
+            "limit": 100,
+            "timeout": wait.as_secs(),
+            "allowed_updates": ["message", "my_chat_member"],
+        });
+        // The answer may take the whole long poll, past the usual timeout.
+        let deadline = wait + Duration::from_secs(10);
+        match self.call("getUpdates", &body, Some(deadline)).await {
+            Ok(serde_json::Value::Array(updates)) => Ok(updates),
+            Ok(other) => Err(DeliveryError::permanent(format!(
+                "telegram getUpdates: expected a list, got {}",
+                other.to_string().chars().take(100).collect::<String>()
+            ))),
+            Err(SendError::Delivery(e)) => Err(e),
+            Err(SendError::BadMarkup(r)) => Err(DeliveryError::permanent(r)),
+        }
     }
 
     /// `getMe`: proves the token works; answers the bot's @username.
     pub(crate) async fn get_me(&self) -> Result<String, DeliveryError> {
-        match self.call("getMe", &json!({})).await {
+        match self.call("getMe", &json!({}), None).await {
             Ok(result) => Ok(result
                 .get("username")
                 .and_then(|u| u.as_str())
@@ -100,22 +128,21 @@ impl TelegramClient {
         &self,
         method: &str,
         body: &serde_json::Value,
+        timeout: Option<Duration>,
     ) -> Result<serde_json::Value, SendError> {
-        let resp = self
-            .http
-            .post(self.method_url(method))
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| {
-                SendError::Delivery(DeliveryError::transient(
-                    format!(
-                        "telegram {method}: {}",
-                        describe_http_error(&e.without_url())
-                    ),
-                    None,
-                ))
-            })?;
+        let mut request = self.http.post(self.method_url(method)).json(body);
+        if let Some(t) = timeout {
+            request = request.timeout(t);
+        }
+        let resp = request.send().await.map_err(|e| {
+            SendError::Delivery(DeliveryError::transient(
+                format!(
+                    "telegram {method}: {}",
+                    describe_http_error(&e.without_url())
+                ),
+                None,
+            ))
+        })?;
         let status = resp.status();
         let header_retry = retry_after_header(resp.headers());
         let text = resp.text().await.unwrap_or_default();

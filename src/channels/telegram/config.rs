@@ -2,8 +2,8 @@
 
 use secrecy::SecretString;
 
-use crate::channels::{is_empty_list, is_false, ChannelContext};
-use crate::config::yaml::Value;
+use crate::channels::{is_empty_list, ChannelContext};
+use crate::config::yaml::{Node, Value};
 use crate::config::{Map, Walker};
 use crate::template::MessageTemplate;
 
@@ -22,6 +22,51 @@ pub struct TelegramConfig {
     pub api_url: String,
     /// Chats that always receive what is routed here: numeric ids or `@channelname`.
     pub chat_ids: Vec<String>,
+    /// Chats registered with /start also receive what is routed here,
+    /// filtered by their /subscribe patterns.
+    pub subscribers: bool,
+    /// Long-poll getUpdates and answer chat commands.
+    pub commands: bool,
+    /// Chat ids and @usernames (besides `chat_ids`) allowed to register
+    /// and give commands.
+    pub allow_from: Vec<String>,
+}
+
+/// A chat id (`-1001234567890`) or `@name` from a list; `None` after
+/// reporting what is wrong.
+fn chat_ref(w: &mut Walker, item: &Node, path: &str, name_example: &str) -> Option<String> {
+    match &item.value {
+        Value::Int(id) => Some(id.to_string()),
+        Value::Str(_) => {
+            let s = w.string(item, path)?;
+            let numeric = s.parse::<i64>().is_ok();
+            let username = s.len() > 1
+                && s.starts_with('@')
+                && s[1..]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if numeric || username {
+                Some(s)
+            } else {
+                w.error(
+                    item.line,
+                    path,
+                    format!(
+                        "`{s}` is not a chat id (a number like -1001234567890, or {name_example})"
+                    ),
+                );
+                None
+            }
+        }
+        other => {
+            w.error(
+                item.line,
+                path,
+                format!("expected a chat id, found {}", other.kind()),
+            );
+            None
+        }
+    }
 }
 
 impl TelegramConfig {
@@ -47,60 +92,84 @@ impl TelegramConfig {
             }
             None => DEFAULT_API_URL.to_string(),
         };
+        let subscribers_node = m.take("subscribers");
+        let subscribers = match subscribers_node {
+            Some(b) => w.bool(b, &m.path_of("subscribers")).unwrap_or(false),
+            None => false,
+        };
+        let commands_node = m.take("commands");
+        let commands = match commands_node {
+            Some(b) => w.bool(b, &m.path_of("commands")).unwrap_or(false),
+            None => false,
+        };
         let mut chat_ids = Vec::new();
-        match m.take("chat_ids") {
-            Some(list) => {
-                let path = m.path_of("chat_ids");
-                for (i, item) in w.list(list, &path).unwrap_or_default().iter().enumerate() {
-                    let ipath = format!("{path}[{i}]");
-                    match &item.value {
-                        Value::Int(id) => chat_ids.push(id.to_string()),
-                        Value::Str(_) => {
-                            if let Some(s) = w.string(item, &ipath) {
-                                let numeric = s.parse::<i64>().is_ok();
-                                let username = s.len() > 1
-                                    && s.starts_with('@')
-                                    && s[1..]
-                                        .chars()
-                                        .all(|c| c.is_ascii_alphanumeric() || c == '_');
-                                if numeric || username {
-                                    chat_ids.push(s);
-                                } else {
-                                    w.error(item.line, &ipath, format!("`{s}` is not a chat id (a number like -1001234567890, or @channelname)"));
-                                }
-                            }
-                        }
-                        other => w.error(
-                            item.line,
-                            &ipath,
-                            format!("expected a chat id, found {}", other.kind()),
-                        ),
-                    }
-                }
-                if chat_ids.is_empty() && w.list(list, &path).is_some_and(|l| l.is_empty()) {
-                    w.error(
-                        list.line,
-                        &path,
-                        "needs at least one chat id (subscribers are not supported yet)".into(),
-                    );
+        let chat_ids_node = m.take("chat_ids");
+        if let Some(list) = chat_ids_node {
+            let path = m.path_of("chat_ids");
+            for (i, item) in w.list(list, &path).unwrap_or_default().iter().enumerate() {
+                if let Some(id) = chat_ref(w, item, &format!("{path}[{i}]"), "@channelname") {
+                    chat_ids.push(id);
                 }
             }
-            None => {
-                let line = m.take("name").map(|n| n.line).unwrap_or(0);
+        }
+        let mut allow_from = Vec::new();
+        let allow_node = m.take("allow_from");
+        if let Some(list) = allow_node {
+            let path = m.path_of("allow_from");
+            for (i, item) in w.list(list, &path).unwrap_or_default().iter().enumerate() {
+                if let Some(id) = chat_ref(w, item, &format!("{path}[{i}]"), "@username") {
+                    allow_from.push(id);
+                }
+            }
+            if !commands && !allow_from.is_empty() {
                 w.error(
-                    line,
-                    &m.path_of("chat_ids"),
-                    "`chat_ids` is required (subscribers are not supported yet)".into(),
+                    list.line,
+                    &path,
+                    "only applies with `commands: true` (it says who may give commands)".into(),
                 );
             }
         }
-        m.only_default(w, "subscribers", is_false);
-        m.only_default(w, "commands", is_false);
-        m.only_default(w, "allow_from", is_empty_list);
+        let list_is_empty = |n: Option<&Node>| n.is_none_or(|n| is_empty_list(&n.value));
+        let line = |n: Option<&Node>| n.map(|n| n.line).unwrap_or(0);
+        if subscribers && !commands {
+            w.error(
+                line(subscribers_node),
+                &m.path_of("subscribers"),
+                "needs `commands: true`: chats register with /start, which only a bot answering commands hears".into(),
+            );
+        }
+        if subscribers && commands && list_is_empty(chat_ids_node) && list_is_empty(allow_node) {
+            w.error(
+                line(allow_node).max(line(commands_node)),
+                &m.path_of("allow_from"),
+                "nobody could register: with no chat_ids, list the chat ids or @usernames allowed to /start".into(),
+            );
+        }
+        if !subscribers {
+            match chat_ids_node {
+                Some(list) if list_is_empty(Some(list)) => w.error(
+                    list.line,
+                    &m.path_of("chat_ids"),
+                    "needs at least one chat id (or `subscribers: true`)".into(),
+                ),
+                None => {
+                    let line = m.take("name").map(|n| n.line).unwrap_or(0);
+                    w.error(
+                        line,
+                        &m.path_of("chat_ids"),
+                        "`chat_ids` is required (unless `subscribers: true`)".into(),
+                    );
+                }
+                _ => {}
+            }
+        }
         Some(TelegramConfig {
             bot_token: bot_token?,
             api_url,
             chat_ids,
+            subscribers,
+            commands,
+            allow_from,
         })
     }
 
@@ -116,6 +185,9 @@ impl TelegramConfig {
             client: TelegramClient::new(http, &self.api_url, self.bot_token.clone()),
             name: name.to_string(),
             chat_ids: self.chat_ids.clone(),
+            subscribers: self.subscribers,
+            commands: self.commands,
+            allow_from: self.allow_from.clone(),
             template,
             ctx,
         }

@@ -1,7 +1,10 @@
-//! Telegram: `sendMessage` in HTML parse mode to each configured chat.
+//! Telegram: `sendMessage` in HTML parse mode to each configured chat and
+//! each subscribed one, and (with `commands: true`) a getUpdates poller
+//! answering chat commands.
 
 mod client;
 mod config;
+mod poller;
 mod render;
 
 pub use config::{TelegramConfig, DEFAULT_API_URL};
@@ -16,6 +19,9 @@ pub(crate) struct TelegramChannel {
     client: TelegramClient,
     name: String,
     chat_ids: Vec<String>,
+    subscribers: bool,
+    commands: bool,
+    allow_from: Vec<String>,
     /// The operator's template; the default is the block renderer in
     /// `render.rs`, which can split at alert boundaries.
     template: Option<MessageTemplate>,
@@ -57,6 +63,35 @@ impl TelegramChannel {
 
     pub(crate) fn destinations(&self) -> Vec<String> {
         self.chat_ids.clone()
+    }
+
+    /// Whether chats registered with /start also receive this channel.
+    pub(crate) fn has_subscribers(&self) -> bool {
+        self.subscribers
+    }
+
+    /// Who may register and give commands.
+    pub(crate) fn allow_list(&self) -> crate::chat::AllowList {
+        crate::chat::AllowList::new(&self.chat_ids, &self.allow_from)
+    }
+
+    /// Starts the command poller, if `commands: true`.
+    pub(crate) fn spawn_poller(
+        &self,
+        services: &crate::chat::Services,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.commands {
+            return None;
+        }
+        let poller = poller::Poller {
+            client: self.client.clone(),
+            channel: self.name.clone(),
+            subscribers: self.subscribers,
+            allowed: self.allow_list(),
+            services: services.clone(),
+        };
+        Some(tokio::spawn(poller.run(shutdown)))
     }
 
     /// Sends every part not yet accepted. If Telegram refuses the markup of a
