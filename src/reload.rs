@@ -256,6 +256,7 @@ impl Reloader {
             subscribers: self.subscribers.clone(),
             silences: self.silences.clone(),
             clock: self.clock.clone(),
+            planner: self.planner.clone(),
         };
         let pollers: Vec<JoinHandle<()>> = channels
             .iter()

@@ -190,6 +190,8 @@ pub struct Services {
     pub silences: crate::route::silence::SilenceBook,
     /// Time.
     pub clock: Clock,
+    /// The running routes (`/status` sums up what they send here).
+    pub planner: Arc<crate::reload::Live<crate::deliver::Planner>>,
 }
 
 /// One command's context: the services, the channel and the chat.

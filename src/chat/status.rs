@@ -1,82 +1,64 @@
-//! `/status`: the state of things now, by host: each host with alerts
-//! firing and their names, the hosts a silence mutes listed apart.
+//! `/status`: the digest now. For each digest route that sends to this
+//! channel, the digest of its current period so far; on a channel without
+//! one, the digest of every alert routed to it, over the last hour. The
+//! same digest, laid out the same way, as the scheduler sends.
 
-use std::collections::BTreeMap;
+use super::Session;
+use crate::route::scheduler::{collect_digest, DigestScope};
+use crate::store::StoreError;
 
-use super::{escape, Session};
-use crate::alert::AlertStatus;
-use crate::route::scheduler::as_incoming;
-use crate::store::{AlertFilter, StoreError};
+/// The period `/status` counts incidents over on a channel with no digest
+/// route.
+const RECENT: chrono::Duration = chrono::Duration::hours(1);
 
-/// Most firing alerts looked at (the web page has the rest).
-const MAX_ALERTS: u32 = 500;
-/// Most hosts listed per state.
-const MAX_HOSTS: usize = 30;
-
-/// The summary.
+/// The digests, as Telegram HTML.
 pub(super) async fn run(s: &Session) -> Result<String, StoreError> {
-    let filter = AlertFilter {
-        status: Some(AlertStatus::Firing),
-        ..AlertFilter::default()
-    };
-    let page = s
-        .services
-        .store
-        .list_alerts(&filter, None, MAX_ALERTS)
-        .await?;
-    if page.items.is_empty() {
-        return Ok("✅ All clear: nothing is firing.".into());
-    }
+    let planner = s.services.planner.get();
+    let tz = planner.timezone();
     let now = s.services.clock.now();
-    let mut firing: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut muted: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for a in &page.items {
-        let labels = as_incoming(a).match_labels();
-        let host = a
-            .labels
-            .get("instance")
-            .cloned()
-            .unwrap_or_else(|| "(no instance)".into());
-        let name = a
-            .labels
-            .get("alertname")
-            .cloned()
-            .unwrap_or_else(|| "?".into());
-        let book = if s.services.silences.mutes(&labels, now) {
-            &mut muted
-        } else {
-            &mut firing
-        };
-        let names = book.entry(host).or_default();
-        if !names.contains(&name) {
-            names.push(name);
+    let store = &*s.services.store;
+    let routes: Vec<_> = planner
+        .digest_routes()
+        .into_iter()
+        .filter(|r| r.channel == s.channel)
+        .collect();
+    let mut out = Vec::new();
+    if routes.is_empty() {
+        let name = format!("everything routed to {}", s.channel);
+        let digest = collect_digest(
+            store,
+            &s.services.silences,
+            DigestScope {
+                name: &name,
+                matchers: &[],
+                covers: &|labels| planner.reaches(labels, &s.channel),
+            },
+            now - RECENT,
+            now,
+        )
+        .await?;
+        out.push(crate::channels::telegram::digest_html(&digest, tz));
+    } else {
+        let schedules = store.digest_schedules().await?;
+        for r in &routes {
+            let since = schedules
+                .iter()
+                .find(|d| d.channel == r.channel && d.scope == r.scope)
+                .map_or(now - RECENT, |d| d.period_start);
+            let digest = collect_digest(
+                store,
+                &s.services.silences,
+                DigestScope {
+                    name: &r.scope,
+                    matchers: &r.matchers,
+                    covers: &|labels| planner.in_digest(labels, r),
+                },
+                since,
+                now,
+            )
+            .await?;
+            out.push(crate::channels::telegram::digest_html(&digest, tz));
         }
     }
-    let mut out = format!(
-        "📊 <b>Status</b>: {} host(s) firing, {} muted",
-        firing.len(),
-        muted.len()
-    );
-    for (icon, title, hosts) in [("🔴", "Firing", &firing), ("🔕", "Muted", &muted)] {
-        if hosts.is_empty() {
-            continue;
-        }
-        out.push_str(&format!("\n\n<b>{title}</b>"));
-        for (host, names) in hosts.iter().take(MAX_HOSTS) {
-            out.push_str(&format!(
-                "\n{icon} <code>{}</code>: {}",
-                escape(host),
-                escape(&names.join(", "))
-            ));
-        }
-        if hosts.len() > MAX_HOSTS {
-            out.push_str(&format!("\n<i>… and {} more</i>", hosts.len() - MAX_HOSTS));
-        }
-    }
-    if page.next_cursor.is_some() {
-        out.push_str(&format!(
-            "\n<i>(the first {MAX_ALERTS} firing alerts; the web page has them all)</i>"
-        ));
-    }
-    Ok(out)
+    Ok(out.join("\n\n"))
 }

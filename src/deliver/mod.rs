@@ -144,6 +144,14 @@ impl Planner {
             .collect()
     }
 
+    /// Whether the alert with these labels is routed to `channel`.
+    pub fn reaches(&self, labels: &crate::alert::Labels, channel: &str) -> bool {
+        self.router
+            .channels_for(labels)
+            .iter()
+            .any(|d| d.channel == channel)
+    }
+
     /// Whether `digest` sums up the alert with these labels.
     pub fn in_digest(&self, labels: &crate::alert::Labels, digest: &DigestRoute) -> bool {
         self.router.in_digest(labels, digest)

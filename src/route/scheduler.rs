@@ -392,8 +392,7 @@ impl Scheduler {
         self.store.schedule_digests(&upsert, &drop).await
     }
 
-    /// The digest of `route` for the period from `since` to `now`: every
-    /// stored alert it covers, and the incidents the period's events show.
+    /// The digest of `route` for the period from `since` to `now`.
     async fn build_digest(
         &self,
         planner: &Planner,
@@ -401,64 +400,18 @@ impl Scheduler {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Digest, StoreError> {
-        let mut alerts = Vec::new();
-        let mut cursor: Option<Cursor> = None;
-        let filter = narrowed(&route.matchers, AlertFilter::default());
-        loop {
-            let page = self
-                .store
-                .list_alerts(&filter, cursor.as_ref(), PAGE)
-                .await?;
-            for a in page.items {
-                if planner.in_digest(&as_incoming(&a).match_labels(), route) {
-                    alerts.push(a);
-                }
-            }
-            match page.next_cursor.as_deref().and_then(Cursor::decode) {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        let covered: std::collections::HashSet<&str> =
-            alerts.iter().map(|a| a.fingerprint.as_str()).collect();
-        let mut in_period: HashMap<String, PeriodEvents> = HashMap::new();
-        // The period is [since, now): an event at `now` is the next one's.
-        let events = narrowed(
-            &route.matchers,
-            AlertFilter {
-                since: Some(since),
-                until: Some(now - chrono::Duration::microseconds(1)),
-                ..AlertFilter::default()
+        collect_digest(
+            &*self.store,
+            &self.silences,
+            DigestScope {
+                name: &route.scope,
+                matchers: &route.matchers,
+                covers: &|labels| planner.in_digest(labels, route),
             },
-        );
-        let mut cursor: Option<Cursor> = None;
-        loop {
-            let page = self
-                .store
-                .list_events(&events, None, cursor.as_ref(), PAGE)
-                .await?;
-            for e in page.items {
-                if covered.contains(e.fingerprint.as_str()) {
-                    let seen = in_period.entry(e.fingerprint.to_string()).or_default();
-                    match e.status {
-                        AlertStatus::Firing => seen.fired += 1,
-                        AlertStatus::Resolved => seen.resolved += 1,
-                    }
-                }
-            }
-            match page.next_cursor.as_deref().and_then(Cursor::decode) {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        Ok(Digest::build(
-            &route.scope,
             since,
             now,
-            &alerts,
-            &in_period,
-            |a| self.silences.mutes(&as_incoming(a).match_labels(), now),
-        ))
+        )
+        .await
     }
 
     /// Ends the flapping of every alert that has gone its window without a
@@ -521,6 +474,83 @@ impl Scheduler {
         }
         Ok(out)
     }
+}
+
+/// What a digest sums up: every stored alert `covers` says yes to; the
+/// matchers (all of which such an alert meets) narrow the database walk.
+pub struct DigestScope<'a> {
+    /// As shown in the digest (`source="gcp"`).
+    pub name: &'a str,
+    /// Matchers every covered alert meets (may be none).
+    pub matchers: &'a [Matcher],
+    /// Whether the digest covers the alert with these labels.
+    pub covers: &'a (dyn Fn(&crate::alert::Labels) -> bool + Sync),
+}
+
+/// A digest of `scope` from `since` to `now`: every stored alert it
+/// covers, the incidents the period's events show, the silences now.
+/// The scheduler's digests and `/status` are both made here.
+pub async fn collect_digest(
+    store: &dyn Store,
+    silences: &SilenceBook,
+    scope: DigestScope<'_>,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Digest, StoreError> {
+    let mut alerts = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    let filter = narrowed(scope.matchers, AlertFilter::default());
+    loop {
+        let page = store.list_alerts(&filter, cursor.as_ref(), PAGE).await?;
+        for a in page.items {
+            if (scope.covers)(&as_incoming(&a).match_labels()) {
+                alerts.push(a);
+            }
+        }
+        match page.next_cursor.as_deref().and_then(Cursor::decode) {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let covered: std::collections::HashSet<&str> =
+        alerts.iter().map(|a| a.fingerprint.as_str()).collect();
+    let mut in_period: HashMap<String, PeriodEvents> = HashMap::new();
+    // The period is [since, now): an event at `now` is the next one's.
+    let events = narrowed(
+        scope.matchers,
+        AlertFilter {
+            since: Some(since),
+            until: Some(now - chrono::Duration::microseconds(1)),
+            ..AlertFilter::default()
+        },
+    );
+    let mut cursor: Option<Cursor> = None;
+    loop {
+        let page = store
+            .list_events(&events, None, cursor.as_ref(), PAGE)
+            .await?;
+        for e in page.items {
+            if covered.contains(e.fingerprint.as_str()) {
+                let seen = in_period.entry(e.fingerprint.to_string()).or_default();
+                match e.status {
+                    AlertStatus::Firing => seen.fired += 1,
+                    AlertStatus::Resolved => seen.resolved += 1,
+                }
+            }
+        }
+        match page.next_cursor.as_deref().and_then(Cursor::decode) {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(Digest::build(
+        scope.name,
+        since,
+        now,
+        &alerts,
+        &in_period,
+        |a| silences.mutes(&as_incoming(a).match_labels(), now),
+    ))
 }
 
 /// `filter` narrowed by what the database can filter on among matchers

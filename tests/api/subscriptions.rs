@@ -453,9 +453,18 @@ async fn silences_from_the_chat(db: Db) {
         got[before].contains("db2") && !got[before].contains("db1"),
         "{got:#?}"
     );
+    // /status is the digest now: db2 down, db1 muted apart.
     let status = ask(&fake, 42, None, "/status").await;
-    assert!(status.contains("1 host(s) firing, 1 muted"), "{status}");
-    assert!(status.contains("🔕 db1: DiskFull"), "{status}");
+    assert!(status.starts_with("📋 DIGEST · 1 down\n"), "{status}");
+    assert!(status.contains("everything routed to oncall"), "{status}");
+    assert!(
+        status.contains("🔴 Down (1)\n• db2 down since "),
+        "{status}"
+    );
+    assert!(
+        status.contains("🔇 Muted by a silence (1)\n• db1 down since "),
+        "{status}"
+    );
     // The answer, and what the silence held back and still fires, in
     // either order (the scheduler handles the end on its next tick).
     fake.user_says(42, None, &format!("/unsilence {id}"));
@@ -469,9 +478,43 @@ async fn silences_from_the_chat(db: Db) {
         "{after:#?}"
     );
     let status = ask(&fake, 42, None, "/status").await;
-    assert!(status.contains("2 host(s) firing, 0 muted"), "{status}");
+    assert!(status.starts_with("📋 DIGEST · 2 down\n"), "{status}");
+    assert!(!status.contains("Muted"), "{status}");
     assert!(ask(&fake, 42, None, &format!("/unsilence {id}"))
         .await
         .contains("no active or pending silence"));
 }
 both_dbs!(silences_from_the_chat);
+
+/// On a channel with a digest route, /status is that digest so far: the
+/// period since its last digest, laid out as the scheduler sends it, and
+/// nothing of the alerts other routes send here.
+async fn status_on_a_digest_channel_is_its_digest_so_far(db: Db) {
+    let fake = FakeTelegram::start("9:status-digest").await;
+    let config = format!(
+        "{}routes:\n  - match: ['source=\"alertmanager\"', 'team=\"web\"']\n    channels: [oncall]\n    digest: 1h\n",
+        yaml(&fake)
+    );
+    let app = TestApp::spawn(db, &config).await;
+    let mut web1 = am_alert("ProbeDown", "web1:443", "firing");
+    web1["labels"]["team"] = json!("web");
+    let mut web2 = am_alert("ProbeDown", "web2:443", "resolved");
+    web2["labels"]["team"] = json!("web");
+    let db1 = am_alert("DiskFull", "db1", "firing");
+    app.post_ok(&am_payload(vec![web1, web2, db1])).await;
+    let status = ask(&fake, 42, None, "/status").await;
+    assert!(
+        status.starts_with("📋 DIGEST · 1 down, 1 recovered\n"),
+        "{status}"
+    );
+    assert!(
+        status.contains("source=\"alertmanager\", team=\"web\""),
+        "{status}"
+    );
+    assert!(
+        status.contains("• web1:443 down since ") && status.contains("web2:443"),
+        "{status}"
+    );
+    assert!(!status.contains("db1"), "{status}");
+}
+both_dbs!(status_on_a_digest_channel_is_its_digest_so_far);

@@ -7,6 +7,8 @@ mod config;
 mod poller;
 mod render;
 
+pub(crate) use render::digest_html;
+
 pub use config::{TelegramConfig, DEFAULT_API_URL};
 
 use crate::channels::{ChannelContext, DeliveryError};
@@ -33,7 +35,7 @@ impl TelegramChannel {
     /// default (logging why).
     fn parts(&self, group: &AlertGroup) -> Vec<render::Part> {
         if let Some(d) = &group.digest {
-            return render::split(&render::digest(d, &self.ctx), render::PART_BUDGET);
+            return render::split(&render::digest(d, self.ctx.timezone), render::PART_BUDGET);
         }
         if let Some(t) = &self.template {
             let ctx = self.ctx.message_context(group, &self.name);

@@ -316,10 +316,10 @@ pub(crate) fn render(group: &AlertGroup, ctx: &ChannelContext) -> Vec<Block> {
 
 /// A digest as blocks: one per paragraph, so a split keeps a paragraph's
 /// lines together where it can.
-pub(crate) fn digest(d: &crate::route::digest::Digest, ctx: &ChannelContext) -> Vec<Block> {
+pub(crate) fn digest(d: &crate::route::digest::Digest, tz: chrono_tz::Tz) -> Vec<Block> {
     use crate::route::digest::Piece;
     let mut blocks: Vec<Block> = vec![Vec::new()];
-    for l in d.lines(ctx.timezone) {
+    for l in d.lines(tz) {
         if l.is_empty() {
             blocks.push(Vec::new());
             continue;
@@ -339,6 +339,16 @@ pub(crate) fn digest(d: &crate::route::digest::Digest, ctx: &ChannelContext) -> 
     }
     blocks.retain(|b| !b.is_empty());
     blocks
+}
+
+/// A digest as one Telegram HTML text (a command's answer, split by the
+/// sender like any long answer).
+pub(crate) fn digest_html(d: &crate::route::digest::Digest, tz: chrono_tz::Tz) -> String {
+    digest(d, tz)
+        .iter()
+        .map(|b| b.iter().map(Line::html).collect::<Vec<_>>().join("\n"))
+        .collect::<Vec<_>>()
+        .join("\n\n")
 }
 
 /// Packs blocks into parts of at most `budget` UTF-16 units of HTML, keeping
@@ -764,7 +774,7 @@ mod snapshots {
     #[test]
     fn default_telegram_digest() {
         let d = crate::route::digest::sample_digest(crate::template::tests::snapshot_now());
-        let parts = split(&digest(&d, &ctx()), PART_BUDGET);
+        let parts = split(&digest(&d, ctx().timezone), PART_BUDGET);
         assert_eq!(parts.len(), 1);
         insta::assert_snapshot!(parts[0].html);
     }
@@ -773,7 +783,7 @@ mod snapshots {
     fn a_long_hostile_digest_is_escaped_and_split_under_the_limit() {
         let d =
             crate::route::digest::big_hostile_digest(crate::template::tests::snapshot_now(), 500);
-        let parts = split(&digest(&d, &ctx()), PART_BUDGET);
+        let parts = split(&digest(&d, ctx().timezone), PART_BUDGET);
         assert!(parts.len() > 1);
         for p in &parts {
             assert!(utf16_len(&p.html) <= 4096);
