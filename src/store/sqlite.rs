@@ -112,10 +112,16 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(64);
         let ids = {
             let mut stmt = conn.prepare("SELECT id, fingerprint FROM alerts")?;
+            // Streamed into the index: collecting a million rows first would
+            // hold them all twice at start.
+            let mut failed = None;
             let rows = stmt
                 .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
+                .map_while(|row| row.map_err(|e| failed = Some(e)).ok());
             let index = FingerprintIndex::load(rows);
+            if let Some(e) = failed {
+                return Err(e.into());
+            }
             tracing::debug!(alerts = index.len(), "fingerprint index loaded");
             Arc::new(index)
         };
@@ -126,9 +132,12 @@ impl SqliteStore {
         )?;
         spawn_checkpointer(path, writer.alive(), writer.request_catch_up())?;
 
+        // Readers serve the API and the outbox's small lookups; the OS
+        // caches the file for them, so a small page cache each is enough
+        // (SQLite's default is 2 MiB per connection).
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.read_only(true).pragma("cache_size", "-512"))
             .await?;
         let store = Self {
             write: read.clone(),
