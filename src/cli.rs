@@ -289,16 +289,9 @@ async fn render(channel: String, sample: Sample, config: Option<PathBuf>) -> any
     let group = match sample {
         Sample::Firing => crate::template::sample_group(AlertStatus::Firing, now),
         Sample::Resolved => crate::template::sample_group(AlertStatus::Resolved, now),
-        Sample::Digest => crate::notification::AlertGroup {
-            status: AlertStatus::Firing,
-            alerts: Vec::new(),
-            others_firing: 0,
-            reminder: false,
-            group_key: None,
-            repeats: None,
-            digest: Some(Box::new(crate::route::digest::sample_digest(now))),
-            flapping: None,
-        },
+        Sample::Digest => {
+            crate::notification::AlertGroup::of_digest(crate::route::digest::sample_digest(now))
+        }
     };
     let text = ch
         .preview(&group)

@@ -71,6 +71,27 @@ impl Flapping {
     }
 }
 
+impl AlertGroup {
+    /// A digest route's summary as a notification: no alerts listed, the
+    /// state firing when a host is down (channels colour it so).
+    pub fn of_digest(digest: crate::route::digest::Digest) -> Self {
+        AlertGroup {
+            status: if digest.down() > 0 {
+                AlertStatus::Firing
+            } else {
+                AlertStatus::Resolved
+            },
+            alerts: Vec::new(),
+            others_firing: 0,
+            reminder: false,
+            group_key: None,
+            repeats: None,
+            digest: Some(Box::new(digest)),
+            flapping: None,
+        }
+    }
+}
+
 /// "Fired N times since …": what a throttle window counted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Repeats {

@@ -167,20 +167,7 @@ impl Planner {
         let Some(target) = self.targets.iter().find(|t| t.name == channel) else {
             return Vec::new();
         };
-        let group = AlertGroup {
-            status: if digest.down() > 0 {
-                AlertStatus::Firing
-            } else {
-                AlertStatus::Resolved
-            },
-            alerts: Vec::new(),
-            others_firing: 0,
-            reminder: false,
-            group_key: None,
-            repeats: None,
-            digest: Some(Box::new(digest)),
-            flapping: None,
-        };
+        let group = AlertGroup::of_digest(digest);
         // Registered chats with subscriptions get only the alerts those
         // match, and a digest lists none: only chat_ids and chats without
         // subscriptions get it.

@@ -429,21 +429,6 @@ pub fn sample_digest(now: DateTime<Utc>) -> Digest {
     }
 }
 
-/// A digest notification of `digest` (tests of each channel's layout).
-#[cfg(test)]
-pub(crate) fn digest_group(digest: Digest) -> crate::notification::AlertGroup {
-    crate::notification::AlertGroup {
-        status: AlertStatus::Firing,
-        alerts: Vec::new(),
-        others_firing: 0,
-        reminder: false,
-        group_key: None,
-        repeats: None,
-        digest: Some(Box::new(digest)),
-        flapping: None,
-    }
-}
-
 /// The sample digest with `n` more quiet hosts and one named like markup.
 #[cfg(test)]
 pub(crate) fn big_hostile_digest(now: DateTime<Utc>, n: usize) -> Digest {

@@ -366,7 +366,7 @@ mod tests {
     async fn a_digest_mail_goes_to_to_with_the_headline_as_subject_and_everything_escaped() {
         let d = crate::route::digest::big_hostile_digest(crate::template::tests::snapshot_now(), 3);
         let m = channel(None)
-            .render(&crate::route::digest::digest_group(d))
+            .render(&crate::notification::AlertGroup::of_digest(d))
             .expect("renders");
         assert_eq!(m.subject, "[DIGEST] 1 down, 1 recovered, 5 up");
         assert_eq!(m.to, ["oncall@example.com"]);

@@ -223,7 +223,7 @@ mod snapshots {
     #[test]
     fn a_digest_body_carries_the_hosts_and_no_alerts() {
         let d = crate::route::digest::sample_digest(crate::template::tests::snapshot_now());
-        let g = crate::route::digest::digest_group(d);
+        let g = crate::notification::AlertGroup::of_digest(d);
         let body = serde_json::to_value(WebhookBody::new("audit", &g, None)).expect("json");
         assert_eq!(body["alerts"], serde_json::json!([]));
         assert_eq!(body["digest"]["hosts"][0]["host"], "shop.example.com");

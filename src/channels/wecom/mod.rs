@@ -254,13 +254,13 @@ mod tests {
     fn a_digest_is_robot_markdown_within_4096_bytes() {
         let now = snapshot_now();
         let small = channel()
-            .render(&crate::route::digest::digest_group(
+            .render(&crate::notification::AlertGroup::of_digest(
                 crate::route::digest::sample_digest(now),
             ))
             .expect("renders");
         insta::assert_snapshot!(small);
         let big = channel()
-            .render(&crate::route::digest::digest_group(
+            .render(&crate::notification::AlertGroup::of_digest(
                 crate::route::digest::big_hostile_digest(now, 500),
             ))
             .expect("renders");
