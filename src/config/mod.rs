@@ -666,6 +666,24 @@ fn build(w: &mut Walker, root: &yaml::Node) -> Option<Config> {
         let known: Vec<String> = cfg.channels.iter().map(|c| c.name.clone()).collect();
         for (i, item) in w.list(n, "routes").unwrap_or_default().iter().enumerate() {
             if let Some(r) = route_from_yaml(w, item, &format!("routes[{i}]"), &known) {
+                if r.digest.is_some() {
+                    // A digest lists hosts, not alerts, so `to_group` (which
+                    // renders per alert) has nothing to render: it would
+                    // fail at the first period as having no recipients.
+                    for (j, name) in r.channels.iter().enumerate() {
+                        let mail_without_to = cfg.channels.iter().any(|c| {
+                            &c.name == name
+                                && matches!(&c.kind, crate::channels::ChannelKind::Email(e) if e.to.is_empty())
+                        });
+                        if mail_without_to {
+                            w.error(
+                                item.line,
+                                &format!("routes[{i}].channels[{j}]"),
+                                format!("a digest is mailed to `to` only (`to_group` needs an alert's labels), and `{name}` has no `to`"),
+                            );
+                        }
+                    }
+                }
                 cfg.routes.push(r);
             }
         }

@@ -568,6 +568,24 @@ fn throttle_is_a_window_from_10s_to_24h() {
 }
 
 #[test]
+fn a_digest_to_a_mail_channel_needs_its_to() {
+    let mail = |to: &str| {
+        format!(
+            "channels:\n  - name: dba-mail\n    type: email\n    smtp: smtp://127.0.0.1:25\n    from: a@example.com\n{to}    to_group: \"{{{{ labels.team }}}}\"\nroutes:\n  - channels: [dba-mail]\n    digest: 1d\n"
+        )
+    };
+    parse(&mail("    to: [dba@example.com]\n")).expect("a digest to `to`");
+    errors(
+        &mail(""),
+        &[(
+            8,
+            "routes[0].channels[0]",
+            "a digest is mailed to `to` only",
+        )],
+    );
+}
+
+#[test]
 fn a_digest_route_takes_a_period_and_nothing_that_shapes_per_event_messages() {
     let ok = format!(
         "{TG}routes:\n  - match: ['source=\"gcp\"']\n    channels: [oncall]\n    digest: 1h\n"
