@@ -57,6 +57,9 @@ pub enum StoreError {
     /// Another process holds the SQLite file.
     #[error("{0}")]
     InUse(String),
+    /// The database file itself could not be read, written or flushed.
+    #[error("database file: {0}")]
+    File(#[from] std::io::Error),
 }
 
 /// Opens the configured database and applies migrations.

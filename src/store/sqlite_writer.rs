@@ -75,13 +75,12 @@ pub(super) struct WriterHandle {
 
 /// What the checkpoint thread asks of the writer (see `request_catch_up`).
 pub(super) const CATCH_UP_NONE: u8 = 0;
-/// Finish the checkpoint at the next lull.
-pub(super) const CATCH_UP_WHEN_QUIET: u8 = 1;
-/// Finish it now, busy or not.
-pub(super) const CATCH_UP_NOW: u8 = 2;
+/// Finish the checkpoint before the next transaction.
+pub(super) const CATCH_UP_NOW: u8 = 1;
 
-/// Waiting this long for work means the writer is not under a storm.
-const QUIET_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+/// A group transaction taking this long is logged (at debug) with where
+/// the time went, to find the tail of webhook latency.
+const SLOW_TRANSACTION: std::time::Duration = std::time::Duration::from_millis(10);
 
 impl WriterHandle {
     /// Starts the thread that owns `conn`.
@@ -118,9 +117,9 @@ impl WriterHandle {
     /// storm, and every page lookup searches all of it: new alerts fell from
     /// 23k/s to 3.7k/s). The writer copying the last frames itself, with
     /// nothing else writing, lets the next transaction start the WAL from
-    /// the beginning — but it holds up every webhook for 25-150 ms (its
-    /// fsync waits behind the checkpoint's writes), so it is done at a lull
-    /// unless the WAL has grown past the hard bound.
+    /// the beginning. It holds up every webhook for as long as it takes,
+    /// which is short only because the checkpoint thread has already copied
+    /// and flushed nearly everything (see `spawn_checkpointer`).
     pub(super) fn request_catch_up(&self) -> Arc<AtomicU8> {
         self.catch_up.clone()
     }
@@ -160,17 +159,22 @@ fn run(
 ) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_JOBS);
     loop {
-        let waiting = std::time::Instant::now();
         let Some(first) = rx.blocking_recv() else {
             break;
         };
-        let asked = catch_up.load(Ordering::Relaxed);
-        if asked == CATCH_UP_NOW || (asked == CATCH_UP_WHEN_QUIET && waiting.elapsed() >= QUIET_GAP)
-        {
-            catch_up.store(CATCH_UP_NONE, Ordering::Relaxed);
+        if catch_up.swap(CATCH_UP_NONE, Ordering::Relaxed) == CATCH_UP_NOW {
+            let started = std::time::Instant::now();
             // Busy when the checkpoint thread is at it: it asks again.
-            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::debug!(error = %e, "writer-side checkpoint skipped");
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+            }) {
+                Ok((frames, copied)) => tracing::debug!(
+                    frames,
+                    copied,
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    "writer-side checkpoint"
+                ),
+                Err(e) => tracing::debug!(error = %e, "writer-side checkpoint skipped"),
             }
         }
         jobs.push(first);
@@ -188,10 +192,21 @@ fn run(
             }
             continue;
         }
+        let began = std::time::Instant::now();
         for job in jobs.iter_mut() {
             job.run(&conn);
         }
+        let ran = began.elapsed();
         let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let took = began.elapsed();
+        if took >= SLOW_TRANSACTION {
+            tracing::debug!(
+                jobs = jobs.len(),
+                run_ms = ran.as_secs_f64() * 1e3,
+                commit_ms = (took - ran).as_secs_f64() * 1e3,
+                "slow group transaction"
+            );
+        }
         if let Err(e) = &commit {
             tracing::error!(error = %e, "SQLite commit failed");
             let _ = conn.execute_batch("ROLLBACK");
