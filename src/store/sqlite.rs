@@ -104,7 +104,7 @@ impl SqliteStore {
         // A 4 MiB page cache: with the fingerprint index in memory the writer
         // mostly appends, and the OS caches the file; measured 4 MiB less
         // peak RSS than 8 MiB in a 600 000-alert storm at the same rate
-        // (docs/BENCHMARKS.md, run 14).
+        // (docs/BENCHMARKS.md, step 11).
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
