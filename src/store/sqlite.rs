@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -26,7 +26,7 @@ use sqlx::{ConnectOptions, Sqlite, SqlitePool};
 
 use super::fp_index::{FingerprintIndex, IdMap};
 use super::sql::{impl_sql_store, push_alert_filter, push_id_list, read_methods};
-use super::sqlite_writer::{WriterHandle, CATCH_UP_NOW};
+use super::sqlite_writer::{passive_checkpoint, WriterHandle};
 use super::{
     chat_records, due_us, flap_candidates, matchers_json, plan_batch, reminders_of, to_micros,
     window_changes, ChatRecord, Current, DestinationFilter, DigestSchedule, DueDigest,
@@ -194,7 +194,7 @@ impl_sql_store!(SqliteStore, Sqlite, like = "LIKE", skip_locked = "");
 fn spawn_checkpointer(
     path: &Path,
     writer: Weak<()>,
-    catch_up: Arc<AtomicU8>,
+    catch_up: Arc<AtomicBool>,
 ) -> Result<(), StoreError> {
     let conn = rusqlite::Connection::open(path)?;
     conn.execute_batch("PRAGMA busy_timeout = 10000;")?;
@@ -204,13 +204,11 @@ fn spawn_checkpointer(
         .spawn(move || {
             while writer.strong_count() > 0 {
                 std::thread::sleep(CHECKPOINT_EVERY);
-                // (frames in the WAL, frames copied back), after flushing
-                // what the pass copied.
+                // (frames in the WAL, frames copied back); the write-back
+                // of what was copied is started, not waited for.
                 let pass = || -> Result<(i64, i64), StoreError> {
                     let started = std::time::Instant::now();
-                    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-                    })?;
+                    let done = passive_checkpoint(&conn)?;
                     start_write_back(&db_file);
                     tracing::trace!(
                         frames = done.0,
@@ -231,7 +229,7 @@ fn spawn_checkpointer(
                             done = pass()?;
                         }
                         db_file.sync_data()?;
-                        catch_up.store(CATCH_UP_NOW, Ordering::Relaxed);
+                        catch_up.store(true, Ordering::Relaxed);
                     }
                     Ok(())
                 });

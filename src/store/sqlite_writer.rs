@@ -7,7 +7,7 @@
 //! one was on its way to disk, so durability costs little under load, and
 //! there is never more than one writer for SQLite to serialise.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::{mpsc, oneshot};
@@ -70,13 +70,8 @@ where
 pub(super) struct WriterHandle {
     jobs: mpsc::Sender<Box<dyn Job>>,
     alive: Weak<()>,
-    catch_up: Arc<AtomicU8>,
+    catch_up: Arc<AtomicBool>,
 }
-
-/// What the checkpoint thread asks of the writer (see `request_catch_up`).
-pub(super) const CATCH_UP_NONE: u8 = 0;
-/// Finish the checkpoint before the next transaction.
-pub(super) const CATCH_UP_NOW: u8 = 1;
 
 /// A group transaction taking this long is logged (at debug) with where
 /// the time went, to find the tail of webhook latency.
@@ -93,7 +88,7 @@ impl WriterHandle {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>(8192);
         let token = Arc::new(());
         let alive = Arc::downgrade(&token);
-        let catch_up = Arc::new(AtomicU8::new(CATCH_UP_NONE));
+        let catch_up = Arc::new(AtomicBool::new(false));
         let asked = catch_up.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -120,7 +115,7 @@ impl WriterHandle {
     /// the beginning. It holds up every webhook for as long as it takes,
     /// which is short only because the checkpoint thread has already copied
     /// and flushed nearly everything (see `spawn_checkpointer`).
-    pub(super) fn request_catch_up(&self) -> Arc<AtomicU8> {
+    pub(super) fn request_catch_up(&self) -> Arc<AtomicBool> {
         self.catch_up.clone()
     }
 
@@ -148,13 +143,20 @@ impl WriterHandle {
     }
 }
 
+/// `PRAGMA wal_checkpoint(PASSIVE)`: (frames in the WAL, frames copied back).
+pub(super) fn passive_checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get(1)?, r.get(2)?))
+    })
+}
+
 /// Called with whether a group transaction committed.
 pub(super) type TransactionEnded = Box<dyn Fn(bool) + Send>;
 
 fn run(
     conn: rusqlite::Connection,
     mut rx: mpsc::Receiver<Box<dyn Job>>,
-    catch_up: &AtomicU8,
+    catch_up: &AtomicBool,
     transaction_ended: &TransactionEnded,
 ) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_JOBS);
@@ -162,12 +164,12 @@ fn run(
         let Some(first) = rx.blocking_recv() else {
             break;
         };
-        if catch_up.swap(CATCH_UP_NONE, Ordering::Relaxed) == CATCH_UP_NOW {
+        // Set by the checkpoint thread: finish its checkpoint before the next
+        // transaction (see `request_catch_up`).
+        if catch_up.swap(false, Ordering::Relaxed) {
             let started = std::time::Instant::now();
             // Busy when the checkpoint thread is at it: it asks again.
-            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-            }) {
+            match passive_checkpoint(&conn) {
                 Ok((frames, copied)) => tracing::debug!(
                     frames,
                     copied,
