@@ -134,7 +134,7 @@ impl SqliteStore {
             conn,
             Box::new(move |committed| ended.transaction_ended(committed)),
         )?;
-        spawn_checkpointer(path, writer.alive(), writer.request_catch_up())?;
+        spawn_checkpointer(path, writer.alive(), writer.catch_up_flag())?;
 
         // Readers serve the API and the outbox's small lookups; the OS
         // caches the file for them, so a small page cache each is enough
@@ -181,7 +181,7 @@ impl_sql_store!(SqliteStore, Sqlite, like = "LIKE", skip_locked = "");
 /// never reaches the WAL's end, and SQLite only rewinds the WAL after a
 /// checkpoint that did. So once the WAL is long, the writer is asked to copy
 /// the last few frames itself between two transactions
-/// (`WriterHandle::request_catch_up`). That final step also fsyncs the
+/// (`WriterHandle::catch_up_flag`). That final step also fsyncs the
 /// database file, and SQLite skips that fsync in every pass that did not
 /// reach the end: left alone, the page cache would hold everything copied
 /// since the last rewind (hundreds of MiB) and the writer's fsync took

@@ -115,7 +115,7 @@ impl WriterHandle {
     /// the beginning. It holds up every webhook for as long as it takes,
     /// which is short only because the checkpoint thread has already copied
     /// and flushed nearly everything (see `spawn_checkpointer`).
-    pub(super) fn request_catch_up(&self) -> Arc<AtomicBool> {
+    pub(super) fn catch_up_flag(&self) -> Arc<AtomicBool> {
         self.catch_up.clone()
     }
 
@@ -165,7 +165,7 @@ fn run(
             break;
         };
         // Set by the checkpoint thread: finish its checkpoint before the next
-        // transaction (see `request_catch_up`).
+        // transaction (see `catch_up_flag`).
         if catch_up.swap(false, Ordering::Relaxed) {
             let started = std::time::Instant::now();
             // Busy when the checkpoint thread is at it: it asks again.
