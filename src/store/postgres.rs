@@ -126,52 +126,62 @@ impl PostgresStore {
             annotations
                 .push(serde_json::to_string(&w.alert.annotations).unwrap_or_else(|_| "{}".into()));
         }
-        if n > 0 {
-            // A new incident (new start) clears the previous one's acknowledgement.
-            sqlx::query(concat!(
-                "INSERT INTO alerts (fingerprint, status, alertname, severity, instance, source, starts_at, ends_at, first_seen, last_seen, generator_url, labels, annotations)
-                 SELECT f, st, an, sv, ins, src, sa, ea, $12, $12, gu, lb, ann
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::text[])
+        let outbox = OutboxColumns::of(&write.notifications, now_us);
+        let ev_fp: Vec<&str> = write
+            .events
+            .iter()
+            .map(|e| e.fingerprint.as_str())
+            .collect();
+        let ev_name: Vec<&str> = write.events.iter().map(|e| e.alertname.as_str()).collect();
+        let ev_status: Vec<&str> = write.events.iter().map(|e| e.status.as_str()).collect();
+        // One statement for the alerts, their events and the outbox rows:
+        // a round trip to the server costs more than the rows in it. Events
+        // take the alert's id from the upsert's RETURNING (every event's
+        // alert is in `write.alerts`), because rows a data-modifying CTE
+        // writes are not visible to the rest of the statement's scans.
+        // A new incident (new start) clears the previous one's acknowledgement.
+        let statement = sqlx::query(concat!(
+            "WITH ",
+            outbox_ctes!(),
+            ",
+             up AS (
+                 INSERT INTO alerts (fingerprint, status, alertname, severity, instance, source, starts_at, ends_at, first_seen, last_seen, generator_url, labels, annotations)
+                 SELECT f, st, an, sv, ins, src, sa, ea, $5, $5, gu, lb, ann
+                 FROM UNNEST($8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::text[])
                    AS t(f, st, an, sv, ins, src, sa, ea, gu, lb, ann)
                  ",
-                alert_upsert_on_conflict!()
-            ))
-            .bind(&fp)
-            .bind(&status)
-            .bind(&name)
-            .bind(&sev)
-            .bind(&inst)
-            .bind(&src)
-            .bind(&starts)
-            .bind(&ends)
-            .bind(&gen)
-            .bind(&labels)
-            .bind(&annotations)
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await?;
+            alert_upsert_on_conflict!(),
+            "
+                 RETURNING id, fingerprint
+             ),
+             ev AS (
+                 INSERT INTO events (alert_id, alertname, status, at)
+                 SELECT up.id, t.a, t.s, $5 FROM UNNEST($19::text[], $20::text[], $21::text[]) WITH ORDINALITY AS t(f, a, s, o)
+                 JOIN up ON up.fingerprint = t.f ORDER BY t.o
+             )
+             SELECT 1"
+        ));
+        if n > 0 || !outbox.is_empty() {
+            outbox
+                .bind(statement)
+                .bind(&fp)
+                .bind(&status)
+                .bind(&name)
+                .bind(&sev)
+                .bind(&inst)
+                .bind(&src)
+                .bind(&starts)
+                .bind(&ends)
+                .bind(&gen)
+                .bind(&labels)
+                .bind(&annotations)
+                .bind(&ev_fp)
+                .bind(&ev_name)
+                .bind(&ev_status)
+                .execute(&mut *tx)
+                .await?;
         }
-        if !write.events.is_empty() {
-            let fps: Vec<&str> = write
-                .events
-                .iter()
-                .map(|e| e.fingerprint.as_str())
-                .collect();
-            let names: Vec<&str> = write.events.iter().map(|e| e.alertname.as_str()).collect();
-            let statuses: Vec<&str> = write.events.iter().map(|e| e.status.as_str()).collect();
-            sqlx::query(
-                "INSERT INTO events (alert_id, alertname, status, at)
-                 SELECT al.id, t.a, t.s, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(f, a, s, o)
-                 JOIN alerts al ON al.fingerprint = t.f ORDER BY t.o",
-            )
-            .bind(&fps)
-            .bind(&names)
-            .bind(&statuses)
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_notifications(&mut tx, &write.notifications, now_us).await?;
+        write_windows(&mut tx, &write.notifications, now_us).await?;
         for (channel, fp) in &write.repeats {
             sqlx::query(
                 "UPDATE throttle_windows SET repeats = repeats + 1
@@ -259,57 +269,109 @@ impl_sql_store!(
     skip_locked = " FOR UPDATE SKIP LOCKED"
 );
 
-/// Queues notifications: outbox rows and their payloads, ids drawn in order.
+/// The outbox part of a write: notification rows and their payloads, as
+/// `$1`..`$7` of the statement it is put in (see `OutboxColumns::bind`).
+/// Ids are drawn in arrival order (the outbox sends in id order) and shared
+/// by the row and its payload.
+macro_rules! outbox_ctes {
+    () => {
+        "input AS (
+             SELECT nextval(pg_get_serial_sequence('notifications', 'id')) AS id, c, d, s, p, due, g
+             FROM (SELECT c, d, s, p, due, g FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $6::bigint[], $7::text[]) WITH ORDINALITY AS t(c, d, s, p, due, g, o) ORDER BY o) ordered
+         ),
+         rows AS (
+             INSERT INTO notifications (id, channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at, group_key)
+             SELECT id, c, d, s, 'pending', 0, 0, $5, due, g FROM input
+         ),
+         payloads AS (
+             INSERT INTO notification_payloads (notification_id, payload) SELECT id, p FROM input
+         )"
+    };
+}
+use outbox_ctes;
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// New notifications as the column arrays `outbox_ctes!` expands.
+struct OutboxColumns<'a> {
+    channel: Vec<&'a str>,
+    destination: Vec<&'a str>,
+    status: Vec<&'a str>,
+    payload: Vec<String>,
+    now_us: i64,
+    due: Vec<i64>,
+    group_key: Vec<Option<&'a str>>,
+}
+
+impl<'a> OutboxColumns<'a> {
+    fn of(notifications: &'a [NewNotification], now_us: i64) -> Self {
+        Self {
+            channel: notifications.iter().map(|n| n.channel.as_str()).collect(),
+            destination: notifications
+                .iter()
+                .map(|n| n.destination.as_str())
+                .collect(),
+            status: notifications
+                .iter()
+                .map(|n| n.group.status.as_str())
+                .collect(),
+            payload: notifications
+                .iter()
+                .map(|n| serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
+                .collect(),
+            now_us,
+            due: notifications
+                .iter()
+                .map(|n| due_us(now_us, n.delay))
+                .collect(),
+            group_key: notifications
+                .iter()
+                .map(|n| n.group.group_key.as_deref())
+                .collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.channel.is_empty()
+    }
+
+    /// Binds `$1`..`$7`; `$5` is the write's time, which the rest of the
+    /// statement may use too.
+    fn bind<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q> {
+        query
+            .bind(&self.channel)
+            .bind(&self.destination)
+            .bind(&self.status)
+            .bind(&self.payload)
+            .bind(self.now_us)
+            .bind(&self.due)
+            .bind(&self.group_key)
+    }
+}
+
+/// Queues notifications: outbox rows and their payloads, then the throttle
+/// windows and reminders they open or close.
 async fn insert_notifications(
     tx: &mut Transaction<'_, Postgres>,
     notifications: &[NewNotification],
     now_us: i64,
 ) -> Result<(), StoreError> {
-    if !notifications.is_empty() {
-        let ch: Vec<&str> = notifications.iter().map(|n| n.channel.as_str()).collect();
-        let dest: Vec<&str> = notifications
-            .iter()
-            .map(|n| n.destination.as_str())
-            .collect();
-        let st: Vec<&str> = notifications
-            .iter()
-            .map(|n| n.group.status.as_str())
-            .collect();
-        let payload: Vec<String> = notifications
-            .iter()
-            .map(|n| serde_json::to_string(&n.group).unwrap_or_else(|_| "{}".into()))
-            .collect();
-        let due: Vec<i64> = notifications
-            .iter()
-            .map(|n| due_us(now_us, n.delay))
-            .collect();
-        let group_key: Vec<Option<&str>> = notifications
-            .iter()
-            .map(|n| n.group.group_key.as_deref())
-            .collect();
-        sqlx::query(
-                // Ids are drawn in arrival order (the outbox sends in id
-                // order) and shared by the row and its payload.
-                "WITH input AS (
-                     SELECT nextval(pg_get_serial_sequence('notifications', 'id')) AS id, c, d, s, p, due, g
-                     FROM (SELECT c, d, s, p, due, g FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $6::bigint[], $7::text[]) WITH ORDINALITY AS t(c, d, s, p, due, g, o) ORDER BY o) ordered
-                 ),
-                 rows AS (
-                     INSERT INTO notifications (id, channel, destination, status, state, attempts, parts_done, created_at, next_attempt_at, group_key)
-                     SELECT id, c, d, s, 'pending', 0, 0, $5, due, g FROM input
-                 )
-                 INSERT INTO notification_payloads (notification_id, payload) SELECT id, p FROM input",
-            )
-            .bind(&ch)
-            .bind(&dest)
-            .bind(&st)
-            .bind(&payload)
-            .bind(now_us)
-            .bind(&due)
-            .bind(&group_key)
+    let outbox = OutboxColumns::of(notifications, now_us);
+    if !outbox.is_empty() {
+        outbox
+            .bind(sqlx::query(concat!("WITH ", outbox_ctes!(), " SELECT 1")))
             .execute(&mut **tx)
             .await?;
     }
+    write_windows(tx, notifications, now_us).await
+}
+
+/// The throttle windows and reminders that new notifications open or close.
+async fn write_windows(
+    tx: &mut Transaction<'_, Postgres>,
+    notifications: &[NewNotification],
+    now_us: i64,
+) -> Result<(), StoreError> {
     let windows = window_changes(notifications);
     for (channel, fp, starts, every) in windows.open {
         sqlx::query(
