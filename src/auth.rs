@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{AccessConfig, PasswordCheck};
 use crate::error::HttpError;
+use crate::live::Live;
 
 /// The credentials of one HTTP surface and whether it is open.
 #[derive(Debug, Clone)]
@@ -107,6 +108,13 @@ pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Er
     Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)?
         .to_string())
+}
+
+impl Live<Access> {
+    /// Who is calling, under the current credentials, or 401.
+    pub fn check(&self, headers: &axum::http::HeaderMap) -> Result<String, HttpError> {
+        self.get().check(headers)
+    }
 }
 
 #[cfg(test)]

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::alert::{AlertStatus, Fingerprint, IncomingAlert, Labels, Source};
+use crate::app::Config;
 use crate::channels::ChannelContext;
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::contacts::ContactBook;
-use crate::notification::AlertGroup;
+use crate::deliver::Sink;
+use crate::model::alert::{AlertStatus, Fingerprint, IncomingAlert, Labels, Source};
+use crate::model::contacts::ContactBook;
+use crate::model::notification::AlertGroup;
 use crate::startup::Application;
 
 /// alertrelay: from Alertmanager, Grafana, GCP and probes to the people who must hear.
@@ -165,13 +166,13 @@ async fn serve(
         }
     };
     overrides(&mut cfg);
-    let source: Option<crate::reload::ConfigSource> = config.map(|path| {
+    let source: Option<crate::app::reload::ConfigSource> = config.map(|path| {
         Box::new(move || {
             let mut cfg = Config::load(&path)
                 .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
             overrides(&mut cfg);
             Ok(cfg)
-        }) as crate::reload::ConfigSource
+        }) as crate::app::reload::ConfigSource
     });
     let _guard = crate::telemetry::init_logging(log.as_deref())?;
     let app = Application::build_with_source(cfg, Clock::system(), source).await?;
@@ -289,9 +290,9 @@ async fn render(channel: String, sample: Sample, config: Option<PathBuf>) -> any
     let group = match sample {
         Sample::Firing => crate::template::sample_group(AlertStatus::Firing, now),
         Sample::Resolved => crate::template::sample_group(AlertStatus::Resolved, now),
-        Sample::Digest => {
-            crate::notification::AlertGroup::of_digest(crate::route::digest::sample_digest(now))
-        }
+        Sample::Digest => crate::model::notification::AlertGroup::of_digest(
+            crate::model::digest::sample_digest(now),
+        ),
     };
     let text = ch
         .preview(&group)

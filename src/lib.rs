@@ -5,19 +5,18 @@
 //! ([`store`]), is decided about ([`route`]), goes out ([`deliver`],
 //! [`channels`]), and can be asked about ([`web`]). [`startup`] wires them.
 
-pub mod alert;
+pub mod app;
 pub mod auth;
 pub mod channels;
 pub mod chat;
 pub mod cli;
 pub mod clock;
 pub mod config;
-pub mod contacts;
 pub mod deliver;
 pub mod error;
 pub mod ingest;
-pub mod notification;
-pub mod reload;
+pub mod live;
+pub mod model;
 pub mod route;
 pub mod startup;
 pub mod store;

@@ -483,13 +483,13 @@ async fn real_alertmanager_notifies_once_per_change() {
         .expect("Alertmanager's alerts as JSON");
     let stored = relay_alerts(&http, &relay).await;
     for a in am_alerts.as_array().expect("a list of alerts") {
-        let labels: alertrelay::alert::Labels =
+        let labels: alertrelay::model::alert::Labels =
             serde_json::from_value(a["labels"].clone()).expect("labels are strings");
         let fp = a["fingerprint"]
             .as_str()
             .expect("Alertmanager gives a fingerprint");
         assert_eq!(
-            alertrelay::alert::Fingerprint::from_labels(&labels).as_str(),
+            alertrelay::model::alert::Fingerprint::from_labels(&labels).as_str(),
             fp,
             "alertrelay hashes {labels:?} like Alertmanager"
         );

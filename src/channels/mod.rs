@@ -17,12 +17,13 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::alert::AlertStatus;
 use crate::config::yaml::{Node, Value};
 use crate::config::Walker;
-use crate::contacts::ContactBook;
 use crate::deliver::pacing::{PaceRule, Pacer};
-use crate::notification::{AlertGroup, BacklogSummary};
+use crate::deliver::{DeliveryError, Sink};
+use crate::model::alert::AlertStatus;
+use crate::model::contacts::ContactBook;
+use crate::model::notification::{AlertGroup, BacklogSummary};
 use crate::template::MessageTemplate;
 
 /// What every channel needs from the rest of the config to render and send.
@@ -295,62 +296,7 @@ enum ChannelImpl {
     Slack(slack::SlackChannel),
 }
 
-/// Why a send did not go through, classified where it happened.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DeliveryError {
-    /// Worth retrying: network trouble, 5xx, rate limits.
-    #[error("{reason}")]
-    Transient {
-        /// What happened.
-        reason: String,
-        /// The platform said when to come back.
-        retry_after: Option<Duration>,
-        /// Parts of a split message already accepted (not to be sent again).
-        parts_done: u32,
-    },
-    /// Retrying cannot help: bad token, unknown chat, rejected content.
-    #[error("{reason}")]
-    Permanent {
-        /// What happened.
-        reason: String,
-        /// Parts of a split message already accepted.
-        parts_done: u32,
-    },
-}
-
-impl DeliveryError {
-    /// A failure worth retrying, before any part was accepted.
-    pub fn transient(reason: String, retry_after: Option<Duration>) -> Self {
-        DeliveryError::Transient {
-            reason,
-            retry_after,
-            parts_done: 0,
-        }
-    }
-
-    /// A failure retrying cannot help, before any part was accepted.
-    pub fn permanent(reason: String) -> Self {
-        DeliveryError::Permanent {
-            reason,
-            parts_done: 0,
-        }
-    }
-
-    /// Parts already accepted before the failure.
-    pub fn parts_done(&self) -> u32 {
-        match self {
-            DeliveryError::Transient { parts_done, .. }
-            | DeliveryError::Permanent { parts_done, .. } => *parts_done,
-        }
-    }
-}
-
 impl Channel {
-    /// The configured name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Whether resolved notifications go to this channel.
     pub fn send_resolved(&self) -> bool {
         self.send_resolved
@@ -379,85 +325,19 @@ impl Channel {
 
     /// With subscribers, who may be one (a registered chat no longer
     /// allowed gets nothing).
-    pub fn allow_list(&self) -> Option<crate::chat::AllowList> {
+    pub fn allow_list(&self) -> Option<crate::route::subscribers::AllowList> {
         match &self.inner {
             ChannelImpl::Telegram(t) if t.has_subscribers() => Some(t.allow_list()),
             _ => None,
         }
     }
 
-    /// Starts the channel's chat-command task, if it has one (Telegram
-    /// `commands: true`); it stops when `shutdown` fires.
-    pub fn spawn_chat(
-        &self,
-        services: &crate::chat::Services,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    /// The bot of a Telegram channel with `commands: true`, for the chat's
+    /// command poller.
+    pub fn command_bot(&self) -> Option<telegram::TelegramBot> {
         match &self.inner {
-            ChannelImpl::Telegram(t) => t.spawn_poller(services, shutdown),
+            ChannelImpl::Telegram(t) => t.command_bot(),
             _ => None,
-        }
-    }
-
-    /// Sends `group` to `destination`, skipping the first `parts_done` parts
-    /// of a split message (accepted by an earlier attempt).
-    pub async fn send(
-        &self,
-        destination: &str,
-        group: &AlertGroup,
-        parts_done: u32,
-    ) -> Result<(), DeliveryError> {
-        match &self.inner {
-            ChannelImpl::Telegram(t) => t.send(destination, group, parts_done).await,
-            // One mail or one request: nothing to resume.
-            ChannelImpl::Email(e) => e.send(group).await,
-            ChannelImpl::Webhook(h) => h.send(group).await,
-            ChannelImpl::Wecom(r) => r.send(group).await,
-            ChannelImpl::Slack(s) => s.send(group).await,
-        }
-    }
-
-    /// The destination limits this channel keeps.
-    pub fn pacer(&self) -> &Pacer {
-        &self.pacer
-    }
-
-    /// Sends what piled up for `destination` as one message. Channels
-    /// without a platform limit never build summaries; if asked, they send
-    /// the resolved alerts, then the firing ones, as two notifications.
-    pub async fn send_summary(
-        &self,
-        destination: &str,
-        summary: &BacklogSummary,
-    ) -> Result<(), DeliveryError> {
-        match &self.inner {
-            ChannelImpl::Telegram(t) => t.send_summary(destination, summary).await,
-            ChannelImpl::Wecom(r) => r.send_summary(summary).await,
-            ChannelImpl::Slack(s) => s.send_summary(summary).await,
-            ChannelImpl::Email(_) | ChannelImpl::Webhook(_) => {
-                for status in [AlertStatus::Resolved, AlertStatus::Firing] {
-                    let alerts: Vec<_> = summary
-                        .alerts
-                        .iter()
-                        .filter(|a| a.status == status)
-                        .cloned()
-                        .collect();
-                    if !alerts.is_empty() {
-                        let group = AlertGroup {
-                            status,
-                            alerts,
-                            others_firing: 0,
-                            reminder: false,
-                            group_key: None,
-                            repeats: None,
-                            digest: None,
-                            flapping: None,
-                        };
-                        self.send(destination, &group, 0).await?;
-                    }
-                }
-                Ok(())
-            }
         }
     }
 
@@ -496,6 +376,76 @@ impl Channel {
             ChannelImpl::Slack(s) => s
                 .payload(group)
                 .map(|p| serde_json::to_string_pretty(&p).unwrap_or_default()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Sink for Channel {
+    /// The configured name.
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends `group` to `destination`, skipping the first `parts_done` parts
+    /// of a split message (accepted by an earlier attempt).
+    async fn send(
+        &self,
+        destination: &str,
+        group: &AlertGroup,
+        parts_done: u32,
+    ) -> Result<(), DeliveryError> {
+        match &self.inner {
+            ChannelImpl::Telegram(t) => t.send(destination, group, parts_done).await,
+            // One mail or one request: nothing to resume.
+            ChannelImpl::Email(e) => e.send(group).await,
+            ChannelImpl::Webhook(h) => h.send(group).await,
+            ChannelImpl::Wecom(r) => r.send(group).await,
+            ChannelImpl::Slack(s) => s.send(group).await,
+        }
+    }
+
+    /// The destination limits this channel keeps.
+    fn pacer(&self) -> &Pacer {
+        &self.pacer
+    }
+
+    /// Sends what piled up for `destination` as one message. Channels
+    /// without a platform limit never build summaries; if asked, they send
+    /// the resolved alerts, then the firing ones, as two notifications.
+    async fn send_summary(
+        &self,
+        destination: &str,
+        summary: &BacklogSummary,
+    ) -> Result<(), DeliveryError> {
+        match &self.inner {
+            ChannelImpl::Telegram(t) => t.send_summary(destination, summary).await,
+            ChannelImpl::Wecom(r) => r.send_summary(summary).await,
+            ChannelImpl::Slack(s) => s.send_summary(summary).await,
+            ChannelImpl::Email(_) | ChannelImpl::Webhook(_) => {
+                for status in [AlertStatus::Resolved, AlertStatus::Firing] {
+                    let alerts: Vec<_> = summary
+                        .alerts
+                        .iter()
+                        .filter(|a| a.status == status)
+                        .cloned()
+                        .collect();
+                    if !alerts.is_empty() {
+                        let group = AlertGroup {
+                            status,
+                            alerts,
+                            others_firing: 0,
+                            reminder: false,
+                            group_key: None,
+                            repeats: None,
+                            digest: None,
+                            flapping: None,
+                        };
+                        self.send(destination, &group, 0).await?;
+                    }
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `POST /api/v1/alerts/{id}/ack` does.
 
 use super::{escape, Command, Session};
-use crate::alert::{Ack, AlertStatus};
+use crate::model::alert::{Ack, AlertStatus};
 use crate::store::StoreError;
 
 /// A checked `/ack`.

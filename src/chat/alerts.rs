@@ -2,7 +2,7 @@
 //! takes.
 
 use super::{escape, Session};
-use crate::alert::AlertStatus;
+use crate::model::alert::AlertStatus;
 use crate::store::{AlertFilter, StoreError};
 
 /// Most alerts listed.

@@ -9,13 +9,13 @@
 mod ack;
 mod alerts;
 mod help;
+mod poller;
 mod silence;
 mod silences;
 mod start;
 mod status;
 mod stop;
 mod subscribe;
-pub mod subscribers;
 mod subscriptions;
 mod unsilence;
 mod unsubscribe;
@@ -23,8 +23,9 @@ mod unsubscribe;
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::route::subscribers::SubscriberBook;
 use crate::store::{ChatRecord, Store, StoreError};
-pub use subscribers::{AllowList, SubscriberBook};
+pub use poller::spawn_poller;
 
 /// Longest argument text looked at; longer input is refused, not cut.
 const MAX_ARGS: usize = 1000;
@@ -187,11 +188,11 @@ pub struct Services {
     /// The planner's registered chats.
     pub subscribers: SubscriberBook,
     /// The planner's silences.
-    pub silences: crate::route::silence::SilenceBook,
+    pub silences: crate::model::silence::SilenceBook,
     /// Time.
     pub clock: Clock,
     /// The running routes (`/status` sums up what they send here).
-    pub planner: Arc<crate::reload::Live<crate::deliver::Planner>>,
+    pub planner: Arc<crate::live::Live<crate::route::planner::Planner>>,
 }
 
 /// One command's context: the services, the channel and the chat.

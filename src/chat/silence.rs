@@ -3,8 +3,8 @@
 //! updated at once).
 
 use super::{escape, Command, Session};
-use crate::route::matcher::parse_matchers;
-use crate::route::silence::SilenceRequest;
+use crate::model::matcher::parse_matchers;
+use crate::model::silence::SilenceRequest;
 use crate::store::StoreError;
 
 const USAGE: &str = "/silence instance=\"db1\" 2h disk swap";

@@ -1,7 +1,7 @@
 //! `/subscribe <matcher or text>`: narrows what a registered chat gets.
 
-use super::subscribers::Pattern;
 use super::{escape, Command, Session};
+use crate::route::subscribers::Pattern;
 use crate::store::StoreError;
 
 /// Most subscriptions one chat may have.

@@ -10,7 +10,8 @@ use std::time::Duration;
 use secrecy::SecretString;
 
 use super::yaml::{Node, Value};
-use super::{parse_duration, ConfigError};
+use super::ConfigError;
+use crate::model::duration::parse_duration;
 
 /// Collects errors while typed values are read from the tree.
 pub struct Walker<'e> {
@@ -406,4 +407,30 @@ pub fn expand_env(raw: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Str
     }
     out.push_str(rest);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand_env;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TG_TOKEN" => Some("123:abc".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn env_expansion_rules() {
+        assert_eq!(expand_env("a${TG_TOKEN}b", &env).expect("ok"), "a123:abcb");
+        assert_eq!(expand_env("$${TG_TOKEN}", &env).expect("ok"), "${TG_TOKEN}");
+        assert_eq!(expand_env("cost $5", &env).expect("ok"), "cost $5");
+        assert!(expand_env("${TG_TOKEN", &env)
+            .expect_err("unclosed")
+            .contains("unclosed"));
+        assert!(expand_env("${1X}", &env)
+            .expect_err("bad")
+            .contains("not a valid"));
+    }
 }

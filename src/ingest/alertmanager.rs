@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Utc};
 use serde::Deserialize;
 
-use crate::alert::{AlertStatus, Fingerprint, IncomingAlert, Source};
+use crate::model::alert::{AlertStatus, Fingerprint, IncomingAlert, Source};
 
 /// The webhook body. Group-level fields are accepted but not needed: each
 /// alert carries its own labels and status.

@@ -17,9 +17,9 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::alert::IncomingAlert;
 use crate::auth::Access;
 use crate::error::HttpError;
+use crate::model::alert::IncomingAlert;
 use crate::store::writer::IngestWriter;
 use crate::store::IngestRequest;
 use crate::telemetry::Metrics;
@@ -30,7 +30,7 @@ pub struct IngestState {
     /// The group-commit writer.
     pub writer: IngestWriter,
     /// Who may post.
-    pub access: Arc<crate::reload::Live<Access>>,
+    pub access: Arc<crate::live::Live<Access>>,
     /// Largest body accepted.
     pub max_body_bytes: usize,
     /// Counters.

@@ -4,14 +4,13 @@
 //! due with time; each is a decision about an alert, none knows how a
 //! channel sends.
 
-pub mod digest;
-pub mod flapping;
-pub mod matcher;
+pub mod planner;
 pub mod scheduler;
-pub mod silence;
+pub mod subscribers;
 
-use crate::alert::Labels;
-use crate::config::{Config, GroupBy, RouteConfig};
+use crate::config::{GroupBy, RouteConfig};
+use crate::model::alert::Labels;
+use crate::model::matcher;
 
 /// Where an alert goes, and how, as its first matching route says.
 #[derive(Debug, Clone, Copy)]
@@ -58,11 +57,12 @@ pub struct Router {
 }
 
 impl Router {
-    /// The router of a config. With no routes every alert goes to every channel.
-    pub fn new(config: &Config) -> Self {
+    /// The router of these routes over these channel names. With no routes
+    /// every alert goes to every channel.
+    pub fn new(routes: &[RouteConfig], channels: Vec<String>) -> Self {
         Self {
-            routes: config.routes.clone(),
-            all_channels: config.channels.iter().map(|c| c.name.clone()).collect(),
+            routes: routes.to_vec(),
+            all_channels: channels,
         }
     }
 

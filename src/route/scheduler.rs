@@ -16,16 +16,16 @@ use chrono::{DateTime, Utc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::digest::{next_boundary, Digest, PeriodEvents};
-use super::silence::{Silence, SilenceBook};
 use super::DigestRoute;
-use crate::alert::{AlertStatus, IncomingAlert, Source, StoredAlert, Transition};
-use crate::chat::SubscriberBook;
 use crate::clock::Clock;
-use crate::deliver::OutboxSignal;
-use crate::deliver::Planner;
-use crate::reload::Live;
-use crate::route::matcher::{matches_all, MatchOp, Matcher};
+use crate::live::Live;
+use crate::model::alert::{AlertStatus, IncomingAlert, Source, StoredAlert, Transition};
+use crate::model::digest::{next_boundary, Digest, PeriodEvents};
+use crate::model::matcher::{matches_all, MatchOp, Matcher};
+use crate::model::silence::{Silence, SilenceBook};
+use crate::route::planner::Planner;
+use crate::route::subscribers::SubscriberBook;
+use crate::store::OutboxSignal;
 use crate::store::{
     AlertFilter, Cursor, Decided, DigestSchedule, NotificationPlanner, Store, StoreError, Timed,
 };
@@ -258,7 +258,7 @@ impl Scheduler {
                     &w.channel,
                     w.every,
                     a,
-                    crate::notification::Repeats {
+                    crate::model::notification::Repeats {
                         count: w.repeats,
                         since: w.opened_at,
                     },
@@ -484,7 +484,7 @@ pub struct DigestScope<'a> {
     /// Matchers every covered alert meets (may be none).
     pub matchers: &'a [Matcher],
     /// Whether the digest covers the alert with these labels.
-    pub covers: &'a (dyn Fn(&crate::alert::Labels) -> bool + Sync),
+    pub covers: &'a (dyn Fn(&crate::model::alert::Labels) -> bool + Sync),
 }
 
 /// A digest of `scope` from `since` to `now`: every stored alert it

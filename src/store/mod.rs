@@ -13,6 +13,7 @@
 
 mod fp_index;
 pub mod postgres;
+mod signal;
 mod sql;
 pub mod sqlite;
 mod sqlite_writer;
@@ -26,15 +27,17 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::alert::{
+use crate::config::StorageConfig;
+use crate::model::alert::{
     decide, Ack, AlertState, AlertStatus, Event, Fingerprint, IncomingAlert, Source, StoredAlert,
     Transition,
 };
-use crate::config::{FlappingConfig, StorageConfig};
-use crate::notification::AlertGroup;
-use crate::route::flapping::{FlapRow, FlapVerdict, StableDue};
-use crate::route::matcher::Matcher;
-use crate::route::silence::{NewSilence, Silence};
+use crate::model::flapping::FlappingConfig;
+use crate::model::flapping::{FlapRow, FlapVerdict, StableDue};
+use crate::model::matcher::Matcher;
+use crate::model::notification::AlertGroup;
+use crate::model::silence::{NewSilence, Silence};
+pub use signal::OutboxSignal;
 
 /// A storage failure. Details go to the log, never to HTTP clients.
 #[derive(Debug, thiserror::Error)]
@@ -648,11 +651,11 @@ pub trait Store: Send + Sync {
     /// Adds or updates contacts by name (the config's `contacts:` at start).
     async fn upsert_contacts(
         &self,
-        contacts: &[crate::contacts::Contact],
+        contacts: &[crate::model::contacts::Contact],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// The whole contact book, by name.
-    async fn list_contacts(&self) -> Result<Vec<crate::contacts::Contact>, StoreError>;
+    async fn list_contacts(&self) -> Result<Vec<crate::model::contacts::Contact>, StoreError>;
     /// Acknowledges the current incident of a firing alert. False when no
     /// firing alert has this fingerprint.
     async fn ack_alert(&self, fingerprint: &str, ack: &Ack) -> Result<bool, StoreError>;
@@ -1205,7 +1208,7 @@ impl NotificationRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::Labels;
+    use crate::model::alert::Labels;
     use chrono::TimeZone;
 
     struct EveryChange;
@@ -1351,7 +1354,7 @@ mod tests {
 #[cfg(test)]
 mod timed_rows {
     use super::*;
-    use crate::alert::Labels;
+    use crate::model::alert::Labels;
 
     fn note(destination: &str, status: AlertStatus) -> NewNotification {
         let labels: Labels = [("alertname".to_string(), "X".to_string())].into();

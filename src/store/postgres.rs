@@ -22,9 +22,9 @@ use super::{
     IngestRequest, NewNotification, Notification, NotificationPlanner, Reminder, SilenceRow,
     StoreError, SubscriptionPattern, ThrottleWindow, Timed, SILENCE_COLUMNS,
 };
-use crate::alert::{Ack, Fingerprint};
-use crate::route::flapping::{FlapRow, StableDue};
-use crate::route::silence::{NewSilence, Silence};
+use crate::model::alert::{Ack, Fingerprint};
+use crate::model::flapping::{FlapRow, StableDue};
+use crate::model::silence::{NewSilence, Silence};
 
 /// A PostgreSQL database.
 pub struct PostgresStore {
@@ -475,7 +475,7 @@ read_methods!(PostgresStore, {
 
     async fn upsert_contacts(
         &self,
-        contacts: &[crate::contacts::Contact],
+        contacts: &[crate::model::contacts::Contact],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.sql_upsert_contacts(contacts, now).await

@@ -24,7 +24,7 @@ macro_rules! impl_sql_store {
                 filter: &$crate::store::AlertFilter,
                 cursor: Option<&$crate::store::Cursor>,
                 limit: u32,
-            ) -> Result<$crate::store::Page<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+            ) -> Result<$crate::store::Page<$crate::model::alert::StoredAlert>, $crate::store::StoreError> {
                 use $crate::store::{AlertRow, Cursor, Page};
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT fingerprint, status, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen, ack_by, ack_memo, ack_at FROM alerts a WHERE 1=1",
@@ -56,7 +56,7 @@ macro_rules! impl_sql_store {
                 Ok(row.map(|r| r.0))
             }
 
-            pub(super) async fn sql_get_alert(&self, id: i64) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+            pub(super) async fn sql_get_alert(&self, id: i64) -> Result<Option<$crate::model::alert::StoredAlert>, $crate::store::StoreError> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT fingerprint, status, source, labels, annotations, generator_url, starts_at, ends_at, first_seen, last_seen, ack_by, ack_memo, ack_at FROM alerts WHERE id = ",
                 );
@@ -71,7 +71,7 @@ macro_rules! impl_sql_store {
                 alert_id: Option<i64>,
                 cursor: Option<&$crate::store::Cursor>,
                 limit: u32,
-            ) -> Result<$crate::store::Page<$crate::alert::Event>, $crate::store::StoreError> {
+            ) -> Result<$crate::store::Page<$crate::model::alert::Event>, $crate::store::StoreError> {
                 use $crate::store::{Cursor, EventRow, Page};
                 let mut qb = sqlx::QueryBuilder::<$db>::new(
                     "SELECT e.id, a.fingerprint, e.alertname, e.status, e.at FROM events e JOIN alerts a ON a.id = e.alert_id WHERE 1=1",
@@ -276,7 +276,7 @@ macro_rules! impl_sql_store {
             }
 
             /// PostgreSQL's path; SQLite writes through its writer thread.
-            pub(super) async fn sql_upsert_contacts(&self, contacts: &[$crate::contacts::Contact], now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
+            pub(super) async fn sql_upsert_contacts(&self, contacts: &[$crate::model::contacts::Contact], now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
                 let mut tx = self.write.begin().await?;
                 for c in contacts {
                     let groups = serde_json::to_string(&c.groups).map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?;
@@ -292,7 +292,7 @@ macro_rules! impl_sql_store {
                 Ok(())
             }
 
-            pub(super) async fn sql_list_contacts(&self) -> Result<Vec<$crate::contacts::Contact>, $crate::store::StoreError> {
+            pub(super) async fn sql_list_contacts(&self) -> Result<Vec<$crate::model::contacts::Contact>, $crate::store::StoreError> {
                 let rows: Vec<(String, Option<String>, Option<String>, String)> = sqlx::query_as(
                     "SELECT name, email, telegram, groups FROM contacts ORDER BY name",
                 )
@@ -302,7 +302,7 @@ macro_rules! impl_sql_store {
                     .map(|(name, email, telegram, groups)| {
                         let groups: Vec<String> = serde_json::from_str(&groups)
                             .map_err(|e| $crate::store::StoreError::Corrupt(format!("contact {name}: groups: {e}")))?;
-                        Ok($crate::contacts::Contact { name, email, telegram, groups })
+                        Ok($crate::model::contacts::Contact { name, email, telegram, groups })
                     })
                     .collect()
             }
@@ -311,7 +311,7 @@ macro_rules! impl_sql_store {
                 &self,
                 cursor: Option<&$crate::store::Cursor>,
                 limit: u32,
-            ) -> Result<$crate::store::Page<$crate::route::silence::Silence>, $crate::store::StoreError> {
+            ) -> Result<$crate::store::Page<$crate::model::silence::Silence>, $crate::store::StoreError> {
                 use $crate::store::{Cursor, Page, SilenceRow};
                 let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT ");
                 qb.push($crate::store::SILENCE_COLUMNS).push(" FROM silences WHERE 1=1");
@@ -336,7 +336,7 @@ macro_rules! impl_sql_store {
             pub(super) async fn sql_live_silences(
                 &self,
                 now: chrono::DateTime<chrono::Utc>,
-            ) -> Result<Vec<$crate::route::silence::Silence>, $crate::store::StoreError> {
+            ) -> Result<Vec<$crate::model::silence::Silence>, $crate::store::StoreError> {
                 use $crate::store::SilenceRow;
                 let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT ");
                 qb.push($crate::store::SILENCE_COLUMNS).push(" FROM silences WHERE ends_at IS NULL OR ends_at > ");
@@ -445,10 +445,10 @@ macro_rules! read_methods {
             filter: &$crate::store::AlertFilter,
             cursor: Option<&$crate::store::Cursor>,
             limit: u32,
-        ) -> Result<$crate::store::Page<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+        ) -> Result<$crate::store::Page<$crate::model::alert::StoredAlert>, $crate::store::StoreError> {
             self.sql_list_alerts(filter, cursor, limit).await
         }
-        async fn get_alert(&self, fingerprint: &str) -> Result<Option<$crate::alert::StoredAlert>, $crate::store::StoreError> {
+        async fn get_alert(&self, fingerprint: &str) -> Result<Option<$crate::model::alert::StoredAlert>, $crate::store::StoreError> {
             match self.alert_id(fingerprint).await? {
                 Some(id) => self.sql_get_alert(id).await,
                 None => Ok(None),
@@ -460,7 +460,7 @@ macro_rules! read_methods {
             fingerprint: Option<&str>,
             cursor: Option<&$crate::store::Cursor>,
             limit: u32,
-        ) -> Result<$crate::store::Page<$crate::alert::Event>, $crate::store::StoreError> {
+        ) -> Result<$crate::store::Page<$crate::model::alert::Event>, $crate::store::StoreError> {
             let alert_id = match fingerprint {
                 Some(fp) => match self.alert_id(fp).await? {
                     Some(id) => Some(id),
@@ -486,7 +486,7 @@ macro_rules! read_methods {
         async fn outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
             self.sql_outbox_counts().await
         }
-        async fn list_contacts(&self) -> Result<Vec<$crate::contacts::Contact>, $crate::store::StoreError> {
+        async fn list_contacts(&self) -> Result<Vec<$crate::model::contacts::Contact>, $crate::store::StoreError> {
             self.sql_list_contacts().await
         }
         async fn flapping_among(&self, fingerprints: &[String]) -> Result<std::collections::HashSet<String>, $crate::store::StoreError> {
@@ -496,10 +496,10 @@ macro_rules! read_methods {
             &self,
             cursor: Option<&$crate::store::Cursor>,
             limit: u32,
-        ) -> Result<$crate::store::Page<$crate::route::silence::Silence>, $crate::store::StoreError> {
+        ) -> Result<$crate::store::Page<$crate::model::silence::Silence>, $crate::store::StoreError> {
             self.sql_list_silences(cursor, limit).await
         }
-        async fn live_silences(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<$crate::route::silence::Silence>, $crate::store::StoreError> {
+        async fn live_silences(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<$crate::model::silence::Silence>, $crate::store::StoreError> {
             self.sql_live_silences(now).await
         }
         }

@@ -33,9 +33,9 @@ use super::{
     IngestRequest, NewNotification, Notification, NotificationPlanner, NotificationRow, Reminder,
     SilenceRow, Store, StoreError, SubscriptionPattern, ThrottleWindow, Timed, SILENCE_COLUMNS,
 };
-use crate::alert::{Ack, Fingerprint};
-use crate::route::flapping::{FlapRow, StableDue};
-use crate::route::silence::{NewSilence, Silence};
+use crate::model::alert::{Ack, Fingerprint};
+use crate::model::flapping::{FlapRow, StableDue};
+use crate::model::silence::{NewSilence, Silence};
 
 /// A SQLite database.
 pub struct SqliteStore {
@@ -1262,7 +1262,7 @@ read_methods!(SqliteStore, {
 
     async fn upsert_contacts(
         &self,
-        contacts: &[crate::contacts::Contact],
+        contacts: &[crate::model::contacts::Contact],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let contacts = contacts.to_vec();

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::{IngestRequest, NotificationPlanner, Store, StoreError};
 use crate::clock::Clock;
-use crate::deliver::OutboxSignal;
+use crate::store::OutboxSignal;
 
 /// Most requests folded into one transaction.
 const MAX_BATCH: usize = 512;

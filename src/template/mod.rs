@@ -17,8 +17,8 @@ use chrono_tz::Tz;
 use minijinja::{Environment, ErrorKind, Value};
 use serde::Serialize;
 
-use crate::alert::{AlertStatus, IncomingAlert, Labels};
-use crate::notification::AlertGroup;
+use crate::model::alert::{AlertStatus, IncomingAlert, Labels};
+use crate::model::notification::AlertGroup;
 
 /// Instructions one render may run: thousands of alerts fit, an endless
 /// loop does not.
@@ -209,7 +209,7 @@ pub struct RepeatsView {
 /// A flapping or stable-after-flapping message, as templates see it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FlappingView {
-    /// State changes counted (see [`crate::notification::Flapping`]).
+    /// State changes counted (see [`crate::model::notification::Flapping`]).
     pub changes: u32,
     /// `flapping.window` as written: `10m`.
     pub window: String,
@@ -224,7 +224,7 @@ pub struct FlappingView {
 
 impl FlappingView {
     /// The view of a group's flapping mark in its state.
-    pub fn new(f: &crate::notification::Flapping, status: AlertStatus) -> Self {
+    pub fn new(f: &crate::model::notification::Flapping, status: AlertStatus) -> Self {
         FlappingView {
             changes: f.changes,
             window: f.window_text(),
@@ -238,7 +238,7 @@ impl FlappingView {
 /// `changed state 6 times in 10m, now firing` (it started flapping) or
 /// `after flapping · now resolved` (it is stable again): what follows
 /// `FLAPPING · ` or `STABLE ` in every channel's header.
-pub fn flapping_text(f: &crate::notification::Flapping, status: AlertStatus) -> String {
+pub fn flapping_text(f: &crate::model::notification::Flapping, status: AlertStatus) -> String {
     if f.stable {
         format!("after flapping · now {}", status.as_str())
     } else {
@@ -621,14 +621,14 @@ pub fn sample_group(status: AlertStatus, now: DateTime<Utc>) -> AlertGroup {
     AlertGroup {
         status,
         alerts: vec![IncomingAlert {
-            fingerprint: crate::alert::Fingerprint::from_labels(&labels),
+            fingerprint: crate::model::alert::Fingerprint::from_labels(&labels),
             status,
             labels,
             annotations,
             starts_at,
             ends_at: resolved.then_some(now),
             generator_url: Some("http://prometheus:9090/graph?g0.expr=disk".into()),
-            source: crate::alert::Source::Alertmanager,
+            source: crate::model::alert::Source::Alertmanager,
             ack: None,
         }],
         others_firing: if resolved { 0 } else { 2 },

@@ -4,7 +4,7 @@
 use chrono::TimeZone;
 
 use super::*;
-use crate::alert::{Fingerprint, Source};
+use crate::model::alert::{Fingerprint, Source};
 
 /// The fixed "now" of every snapshot.
 pub(crate) fn snapshot_now() -> DateTime<Utc> {
@@ -79,7 +79,7 @@ pub(crate) fn resolved_pair() -> AlertGroup {
     second.starts_at = now() - chrono::Duration::hours(26);
     g.alerts.push(second);
     // The first was acknowledged, with a memo that needs escaping everywhere.
-    g.alerts[0].ack = Some(crate::alert::Ack {
+    g.alerts[0].ack = Some(crate::model::alert::Ack {
         by: "li wei".into(),
         memo: "swapped <disk> & *rebooted* _now_".into(),
         at: now() - chrono::Duration::minutes(30),

@@ -16,9 +16,9 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use super::WebState;
-use crate::alert::{AlertStatus, Source};
 use crate::error::HttpError;
-use crate::route::silence::SilenceRequest;
+use crate::model::alert::{AlertStatus, Source};
+use crate::model::silence::SilenceRequest;
 use crate::store::{AlertFilter, Cursor, NotificationState};
 
 /// Default and largest page size.
@@ -143,7 +143,7 @@ const FILTERS: &[&str] = &[
     "limit",
 ];
 
-fn alert_json(a: &crate::alert::StoredAlert, s: &WebState) -> serde_json::Value {
+fn alert_json(a: &crate::model::alert::StoredAlert, s: &WebState) -> serde_json::Value {
     let silenced = s.silences.mutes(
         &crate::route::scheduler::as_incoming(a).match_labels(),
         s.clock.now(),
@@ -388,7 +388,7 @@ async fn ack_alert(
             "alert {id} is resolved: there is nothing to acknowledge"
         )));
     }
-    let ack = crate::alert::Ack {
+    let ack = crate::model::alert::Ack {
         by,
         memo: request.memo,
         at: s.clock.now(),

@@ -23,19 +23,19 @@ pub struct WebState {
     /// Storage.
     pub store: Arc<dyn Store>,
     /// Who may call /api/v1 (and /-/reload).
-    pub access: Arc<crate::reload::Live<Access>>,
+    pub access: Arc<crate::live::Live<Access>>,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Channel names, so /metrics shows a zero for idle ones.
-    pub channels: Arc<crate::reload::Live<Vec<String>>>,
+    pub channels: Arc<crate::live::Live<Vec<String>>>,
     /// Time.
     pub clock: Clock,
     /// Wakes outbox workers after a re-send.
-    pub signal: crate::deliver::OutboxSignal,
+    pub signal: crate::store::OutboxSignal,
     /// The silences the planner minds; the API adds to it at once.
-    pub silences: crate::route::silence::SilenceBook,
+    pub silences: crate::model::silence::SilenceBook,
     /// `/-/reload`.
-    pub reloader: Arc<crate::reload::Reloader>,
+    pub reloader: Arc<crate::app::reload::Reloader>,
 }
 
 /// `/api/v1/*`, `/healthz`, `/readyz`, `/metrics`.

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use alertrelay::app::Config;
 use alertrelay::clock::Clock;
-use alertrelay::config::Config;
 use alertrelay::startup::Application;
 use alertrelay::store::Store;
 use serde_json::{json, Value};
@@ -160,7 +160,7 @@ impl TestApp {
         let file = dir.path().join("config.yml");
         std::fs::write(&file, yaml).expect("config file");
         let (base, url) = (dir.path().to_path_buf(), storage_url.clone());
-        let source: alertrelay::reload::ConfigSource = Box::new(move || {
+        let source: alertrelay::app::reload::ConfigSource = Box::new(move || {
             let yaml = std::fs::read_to_string(&file).map_err(|e| vec![e.to_string()])?;
             let text = format!("listen: 127.0.0.1:0\nstorage: \"{url}\"\n{yaml}");
             Config::parse(&text, &base, &|_| None)

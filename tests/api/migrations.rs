@@ -1,8 +1,8 @@
 //! A database made by an earlier release keeps its alerts, events and
 //! queued notifications when a newer alertrelay opens it.
 
-use alertrelay::alert::{AlertStatus, Fingerprint, IncomingAlert, Source};
-use alertrelay::notification::AlertGroup;
+use alertrelay::model::alert::{AlertStatus, Fingerprint, IncomingAlert, Source};
+use alertrelay::model::notification::AlertGroup;
 use alertrelay::store::AlertFilter;
 
 use crate::both_dbs;

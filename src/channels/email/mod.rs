@@ -15,8 +15,9 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use crate::channels::{BuildError, ChannelContext, DeliveryError};
-use crate::notification::AlertGroup;
+use crate::channels::{BuildError, ChannelContext};
+use crate::deliver::DeliveryError;
+use crate::model::notification::AlertGroup;
 use crate::template::{MessageContext, MessageTemplate, TemplatePair};
 
 /// The shipped default: blocks `subject`, `html` and `text`.
@@ -173,8 +174,8 @@ impl EmailChannel {
 
     /// A digest mail: the headline as subject, the lines as a simple
     /// HTML page and as text.
-    fn render_digest(&self, d: &crate::route::digest::Digest, to: Vec<Mailbox>) -> RenderedMail {
-        use crate::route::digest::Piece;
+    fn render_digest(&self, d: &crate::model::digest::Digest, to: Vec<Mailbox>) -> RenderedMail {
+        use crate::model::digest::Piece;
         use crate::template::escape_html as h;
         let lines = d.lines(self.ctx.timezone);
         let mut html = String::from(
@@ -316,8 +317,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::alert::AlertStatus;
-    use crate::contacts::{Contact, ContactBook};
+    use crate::model::alert::AlertStatus;
+    use crate::model::contacts::{Contact, ContactBook};
     use crate::template::tests::{hostile_group, resolved_pair};
     use crate::template::{sample_group, MessageTemplate};
 
@@ -364,9 +365,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_digest_mail_goes_to_to_with_the_headline_as_subject_and_everything_escaped() {
-        let d = crate::route::digest::big_hostile_digest(crate::template::tests::snapshot_now(), 3);
+        let d = crate::model::digest::big_hostile_digest(crate::template::tests::snapshot_now(), 3);
         let m = channel(None)
-            .render(&crate::notification::AlertGroup::of_digest(d))
+            .render(&crate::model::notification::AlertGroup::of_digest(d))
             .expect("renders");
         assert_eq!(m.subject, "[DIGEST] 1 down, 1 recovered, 5 up");
         assert_eq!(m.to, ["oncall@example.com"]);
@@ -404,7 +405,7 @@ mod tests {
     async fn default_mail_flapping_and_stable() {
         let mut g = sample_group(AlertStatus::Firing, now());
         g.others_firing = 0;
-        g.flapping = Some(crate::notification::Flapping {
+        g.flapping = Some(crate::model::notification::Flapping {
             changes: 6,
             window_seconds: 600,
             stable: false,
@@ -419,7 +420,7 @@ mod tests {
         );
         insta::assert_snapshot!(show(&m));
         let mut g = sample_group(AlertStatus::Resolved, now());
-        g.flapping = Some(crate::notification::Flapping {
+        g.flapping = Some(crate::model::notification::Flapping {
             changes: 11,
             window_seconds: 600,
             stable: true,

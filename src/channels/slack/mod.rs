@@ -10,13 +10,13 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
-use crate::alert::AlertStatus;
 use crate::channels::{
     describe_http_error, http_status_error, retry_after_header, secret_http_url, ChannelContext,
-    DeliveryError,
 };
 use crate::config::{Map, Walker};
-use crate::notification::{AlertGroup, BacklogSummary};
+use crate::deliver::DeliveryError;
+use crate::model::alert::AlertStatus;
+use crate::model::notification::{AlertGroup, BacklogSummary};
 use crate::template::{MessageTemplate, TemplatePair};
 
 /// The shipped default: blocks `title` and `body`.
@@ -142,8 +142,8 @@ impl SlackChannel {
     }
 
     /// A digest: its headline as the header, its lines as mrkdwn sections.
-    pub(crate) fn digest_payload(&self, d: &crate::route::digest::Digest) -> Value {
-        use crate::route::digest::Piece;
+    pub(crate) fn digest_payload(&self, d: &crate::model::digest::Digest) -> Value {
+        use crate::model::digest::Piece;
         use crate::template::escape_mrkdwn as m;
         let mut lines = d.lines(self.ctx.timezone).into_iter();
         // The first line is the headline, which the header shows.
@@ -341,7 +341,7 @@ mod snapshots {
     fn default_slack_flapping_and_stable() {
         let mut g = sample_group(AlertStatus::Firing, snapshot_now());
         g.others_firing = 0;
-        g.flapping = Some(crate::notification::Flapping {
+        g.flapping = Some(crate::model::notification::Flapping {
             changes: 6,
             window_seconds: 600,
             stable: false,
@@ -355,7 +355,7 @@ mod snapshots {
         );
         insta::assert_snapshot!(show(&p));
         let mut g = sample_group(AlertStatus::Firing, snapshot_now());
-        g.flapping = Some(crate::notification::Flapping {
+        g.flapping = Some(crate::model::notification::Flapping {
             changes: 11,
             window_seconds: 600,
             stable: true,

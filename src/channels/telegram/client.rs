@@ -6,7 +6,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::channels::{describe_http_error, retry_after_header, DeliveryError};
+use crate::channels::{describe_http_error, retry_after_header};
+use crate::deliver::DeliveryError;
 
 /// A thin Bot API client. The token is part of every URL, so URLs are never
 /// logged and reqwest errors are stripped of them.

@@ -4,17 +4,67 @@
 
 mod client;
 mod config;
-mod poller;
 mod render;
 
 pub(crate) use render::digest_html;
 
 pub use config::{TelegramConfig, DEFAULT_API_URL};
 
-use crate::channels::{ChannelContext, DeliveryError};
-use crate::notification::AlertGroup;
+use crate::channels::ChannelContext;
+use crate::deliver::DeliveryError;
+use crate::model::notification::AlertGroup;
+use crate::route::subscribers::AllowList;
 use crate::template::MessageTemplate;
 use client::{SendError, TelegramClient};
+
+/// What the chat's command poller borrows of a Telegram channel with
+/// `commands: true`: its bot and who may talk to it. The channel lends
+/// its client; the commands themselves live in [`crate::chat`].
+#[derive(Clone)]
+pub struct TelegramBot {
+    client: TelegramClient,
+    /// The channel's name.
+    pub channel: String,
+    /// Whether chats may register with /start (`subscribers: true`).
+    pub subscribers: bool,
+    /// Who may register and give commands (`chat_ids`, `allow_from`).
+    pub allowed: AllowList,
+}
+
+impl TelegramBot {
+    /// `getMe`: the bot's @username.
+    pub async fn get_me(&self) -> Result<String, DeliveryError> {
+        self.client.get_me().await
+    }
+
+    /// `getUpdates` from `offset`, long-polling up to `wait`; each update as JSON.
+    pub async fn get_updates(
+        &self,
+        offset: i64,
+        wait: std::time::Duration,
+    ) -> Result<Vec<serde_json::Value>, DeliveryError> {
+        self.client.get_updates(offset, wait).await
+    }
+
+    /// Sends `html` to `chat`, split under Telegram's limit, a part whose
+    /// markup is refused again as plain text; stops at the first failure.
+    pub async fn send_html(&self, chat: &str, html: &str) -> Result<(), DeliveryError> {
+        for part in render::split_custom(html, render::PART_BUDGET) {
+            match self.client.send_message(chat, &part.html, true).await {
+                Err(SendError::BadMarkup(_)) => {
+                    match self.client.send_message(chat, &part.plain, false).await {
+                        Ok(()) => {}
+                        Err(SendError::Delivery(e)) => return Err(e),
+                        Err(SendError::BadMarkup(r)) => return Err(DeliveryError::permanent(r)),
+                    }
+                }
+                Ok(()) => {}
+                Err(SendError::Delivery(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A built Telegram channel.
 pub(crate) struct TelegramChannel {
@@ -73,27 +123,18 @@ impl TelegramChannel {
     }
 
     /// Who may register and give commands.
-    pub(crate) fn allow_list(&self) -> crate::chat::AllowList {
-        crate::chat::AllowList::new(&self.chat_ids, &self.allow_from)
+    pub(crate) fn allow_list(&self) -> AllowList {
+        AllowList::new(&self.chat_ids, &self.allow_from)
     }
 
-    /// Starts the command poller, if `commands: true`.
-    pub(crate) fn spawn_poller(
-        &self,
-        services: &crate::chat::Services,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        if !self.commands {
-            return None;
-        }
-        let poller = poller::Poller {
+    /// The bot the chat's command poller talks through, if `commands: true`.
+    pub(crate) fn command_bot(&self) -> Option<TelegramBot> {
+        self.commands.then(|| TelegramBot {
             client: self.client.clone(),
             channel: self.name.clone(),
             subscribers: self.subscribers,
             allowed: self.allow_list(),
-            services: services.clone(),
-        };
-        Some(tokio::spawn(poller.run(shutdown)))
+        })
     }
 
     /// Sends every part not yet accepted. If Telegram refuses the markup of a
@@ -132,7 +173,7 @@ impl TelegramChannel {
     pub(crate) async fn send_summary(
         &self,
         chat_id: &str,
-        summary: &crate::notification::BacklogSummary,
+        summary: &crate::model::notification::BacklogSummary,
     ) -> Result<(), DeliveryError> {
         let parts = render::split_custom(&render::summary_html(summary), render::PART_BUDGET);
         for (i, part) in parts.iter().enumerate() {

@@ -8,9 +8,9 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::alert::{AlertStatus, IncomingAlert};
 use crate::channels::ChannelContext;
-use crate::notification::AlertGroup;
+use crate::model::alert::{AlertStatus, IncomingAlert};
+use crate::model::notification::AlertGroup;
 
 /// Telegram's limit is 4096 UTF-16 units after entity parsing; the raw HTML
 /// is always at least as long as its parsed text, so measuring the HTML is
@@ -316,8 +316,8 @@ pub(crate) fn render(group: &AlertGroup, ctx: &ChannelContext) -> Vec<Block> {
 
 /// A digest as blocks: one per paragraph, so a split keeps a paragraph's
 /// lines together where it can.
-pub(crate) fn digest(d: &crate::route::digest::Digest, tz: chrono_tz::Tz) -> Vec<Block> {
-    use crate::route::digest::Piece;
+pub(crate) fn digest(d: &crate::model::digest::Digest, tz: chrono_tz::Tz) -> Vec<Block> {
+    use crate::model::digest::Piece;
     let mut blocks: Vec<Block> = vec![Vec::new()];
     for l in d.lines(tz) {
         if l.is_empty() {
@@ -343,7 +343,7 @@ pub(crate) fn digest(d: &crate::route::digest::Digest, tz: chrono_tz::Tz) -> Vec
 
 /// A digest as one Telegram HTML text (a command's answer, split by the
 /// sender like any long answer).
-pub(crate) fn digest_html(d: &crate::route::digest::Digest, tz: chrono_tz::Tz) -> String {
+pub(crate) fn digest_html(d: &crate::model::digest::Digest, tz: chrono_tz::Tz) -> String {
     digest(d, tz)
         .iter()
         .map(|b| b.iter().map(Line::html).collect::<Vec<_>>().join("\n"))
@@ -475,7 +475,7 @@ pub(crate) fn split_custom(html: &str, budget: usize) -> Vec<Part> {
 }
 
 /// A backlog summary as Telegram HTML (split like a custom template).
-pub(crate) fn summary_html(summary: &crate::notification::BacklogSummary) -> String {
+pub(crate) fn summary_html(summary: &crate::model::notification::BacklogSummary) -> String {
     const MAX_LINES: usize = 50;
     let mut out = format!(
         "📋 <b>{}:</b> {}",
@@ -571,7 +571,7 @@ fn split_line(line: &Line, budget: usize) -> Vec<Line> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Fingerprint, Labels, Source};
+    use crate::model::alert::{Fingerprint, Labels, Source};
     use chrono::TimeZone;
     use std::time::Duration;
 
@@ -744,8 +744,8 @@ mod snapshots {
     use std::time::Duration;
 
     use super::*;
-    use crate::alert::AlertStatus;
-    use crate::notification::BacklogSummary;
+    use crate::model::alert::AlertStatus;
+    use crate::model::notification::BacklogSummary;
     use crate::template::sample_group;
     use crate::template::tests::{hostile_group, resolved_pair, snapshot_now};
 
@@ -773,7 +773,7 @@ mod snapshots {
 
     #[test]
     fn default_telegram_digest() {
-        let d = crate::route::digest::sample_digest(crate::template::tests::snapshot_now());
+        let d = crate::model::digest::sample_digest(crate::template::tests::snapshot_now());
         let parts = split(&digest(&d, ctx().timezone), PART_BUDGET);
         assert_eq!(parts.len(), 1);
         insta::assert_snapshot!(parts[0].html);
@@ -782,7 +782,7 @@ mod snapshots {
     #[test]
     fn a_long_hostile_digest_is_escaped_and_split_under_the_limit() {
         let d =
-            crate::route::digest::big_hostile_digest(crate::template::tests::snapshot_now(), 500);
+            crate::model::digest::big_hostile_digest(crate::template::tests::snapshot_now(), 500);
         let parts = split(&digest(&d, ctx().timezone), PART_BUDGET);
         assert!(parts.len() > 1);
         for p in &parts {
@@ -810,7 +810,7 @@ mod snapshots {
     fn default_telegram_throttle_window_closed() {
         let mut g = sample_group(AlertStatus::Firing, snapshot_now());
         g.others_firing = 0;
-        g.repeats = Some(crate::notification::Repeats {
+        g.repeats = Some(crate::model::notification::Repeats {
             count: 5,
             since: snapshot_now() - chrono::Duration::minutes(2),
         });
@@ -821,8 +821,8 @@ mod snapshots {
         );
     }
 
-    fn flapping(stable: bool) -> crate::notification::Flapping {
-        crate::notification::Flapping {
+    fn flapping(stable: bool) -> crate::model::notification::Flapping {
+        crate::model::notification::Flapping {
             changes: if stable { 11 } else { 6 },
             window_seconds: 600,
             stable,

@@ -11,11 +11,10 @@ use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::alert::{AlertStatus, Labels};
-use crate::channels::{
-    describe_http_error, http_status_error, retry_after_header, ChannelContext, DeliveryError,
-};
-use crate::notification::AlertGroup;
+use crate::channels::{describe_http_error, http_status_error, retry_after_header, ChannelContext};
+use crate::deliver::DeliveryError;
+use crate::model::alert::{AlertStatus, Labels};
+use crate::model::notification::AlertGroup;
 use crate::template::MessageTemplate;
 
 /// The `version` field of the body. A change that could break a receiver
@@ -56,18 +55,18 @@ pub struct WebhookBody<'a> {
     pub reminder: bool,
     /// A throttle window closed: `{"count", "since"}` of the firing copies
     /// it counted; null otherwise.
-    pub repeats: Option<&'a crate::notification::Repeats>,
+    pub repeats: Option<&'a crate::model::notification::Repeats>,
     /// A digest route's summary (then `alerts` is empty): `{"scope",
     /// "period_start", "period_end", "hosts": [{"host", "state", "since",
     /// "firing", "incidents"}], "muted": [...]}`. Only in digests.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<&'a crate::route::digest::Digest>,
+    pub digest: Option<&'a crate::model::digest::Digest>,
     /// Flapping detection: `{"changes", "window_seconds", "stable"}` when
     /// the alert started flapping (`stable: false`, its further changes
     /// are held) or is stable again (`stable: true`, its final state);
     /// absent otherwise (a new field of version 1).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub flapping: Option<&'a crate::notification::Flapping>,
+    pub flapping: Option<&'a crate::model::notification::Flapping>,
 }
 
 /// One alert of the body.
@@ -92,7 +91,7 @@ pub struct WebhookAlert<'a> {
     pub url: Option<String>,
     /// `{"by", "memo", "at"}` when the incident was acknowledged, else null
     /// (a new field of version 1).
-    pub ack: Option<&'a crate::alert::Ack>,
+    pub ack: Option<&'a crate::model::alert::Ack>,
 }
 
 impl<'a> WebhookBody<'a> {
@@ -222,8 +221,8 @@ mod snapshots {
 
     #[test]
     fn a_digest_body_carries_the_hosts_and_no_alerts() {
-        let d = crate::route::digest::sample_digest(crate::template::tests::snapshot_now());
-        let g = crate::notification::AlertGroup::of_digest(d);
+        let d = crate::model::digest::sample_digest(crate::template::tests::snapshot_now());
+        let g = crate::model::notification::AlertGroup::of_digest(d);
         let body = serde_json::to_value(WebhookBody::new("audit", &g, None)).expect("json");
         assert_eq!(body["alerts"], serde_json::json!([]));
         assert_eq!(body["digest"]["hosts"][0]["host"], "shop.example.com");
@@ -231,7 +230,7 @@ mod snapshots {
         assert_eq!(body["digest"]["muted"][0]["host"], "staging.example.com");
         // Not a digest: no `digest` key at all.
         let plain = crate::template::sample_group(
-            crate::alert::AlertStatus::Firing,
+            crate::model::alert::AlertStatus::Firing,
             crate::template::tests::snapshot_now(),
         );
         let body = serde_json::to_value(WebhookBody::new("audit", &plain, None)).expect("json");
@@ -247,7 +246,7 @@ mod snapshots {
 
     #[test]
     fn webhook_body_says_flapping_and_stable() {
-        use crate::alert::AlertStatus;
+        use crate::model::alert::AlertStatus;
         let mut g = crate::template::sample_group(
             AlertStatus::Firing,
             crate::template::tests::snapshot_now(),
@@ -255,7 +254,7 @@ mod snapshots {
         let body = WebhookBody::new("audit", &g, None);
         let v = serde_json::to_value(&body).unwrap_or_default();
         assert!(v.get("flapping").is_none(), "absent on ordinary messages");
-        g.flapping = Some(crate::notification::Flapping {
+        g.flapping = Some(crate::model::notification::Flapping {
             changes: 6,
             window_seconds: 600,
             stable: false,
@@ -266,7 +265,7 @@ mod snapshots {
             v["flapping"],
             serde_json::json!({"changes": 6, "window_seconds": 600, "stable": false})
         );
-        g.flapping = Some(crate::notification::Flapping {
+        g.flapping = Some(crate::model::notification::Flapping {
             changes: 11,
             window_seconds: 600,
             stable: true,

@@ -13,10 +13,10 @@ use serde_json::json;
 
 use crate::channels::{
     describe_http_error, http_status_error, retry_after_header, secret_http_url, ChannelContext,
-    DeliveryError,
 };
 use crate::config::{Map, Walker};
-use crate::notification::{AlertGroup, BacklogSummary};
+use crate::deliver::DeliveryError;
+use crate::model::notification::{AlertGroup, BacklogSummary};
 use crate::template::{trim_to_bytes, MessageTemplate, TemplatePair};
 
 /// The shipped default template.
@@ -110,8 +110,8 @@ impl WecomChannel {
 
     /// A digest as robot markdown; past the 4096-byte limit the rest is
     /// cut with a note (the web page has every host).
-    pub(crate) fn render_digest(&self, d: &crate::route::digest::Digest) -> String {
-        use crate::route::digest::Piece;
+    pub(crate) fn render_digest(&self, d: &crate::model::digest::Digest) -> String {
+        use crate::model::digest::Piece;
         use crate::template::escape_markdown as md;
         let text: Vec<String> = d
             .lines(self.ctx.timezone)
@@ -220,7 +220,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::alert::AlertStatus;
+    use crate::model::alert::AlertStatus;
     use crate::template::sample_group;
     use crate::template::tests::{hostile_group, resolved_pair, snapshot_now};
 
@@ -254,14 +254,14 @@ mod tests {
     fn a_digest_is_robot_markdown_within_4096_bytes() {
         let now = snapshot_now();
         let small = channel()
-            .render(&crate::notification::AlertGroup::of_digest(
-                crate::route::digest::sample_digest(now),
+            .render(&crate::model::notification::AlertGroup::of_digest(
+                crate::model::digest::sample_digest(now),
             ))
             .expect("renders");
         insta::assert_snapshot!(small);
         let big = channel()
-            .render(&crate::notification::AlertGroup::of_digest(
-                crate::route::digest::big_hostile_digest(now, 500),
+            .render(&crate::model::notification::AlertGroup::of_digest(
+                crate::model::digest::big_hostile_digest(now, 500),
             ))
             .expect("renders");
         assert!(big.len() <= 4096, "{} bytes", big.len());
@@ -276,7 +276,7 @@ mod tests {
     fn default_wecom_flapping_and_stable() {
         let mut g = sample_group(AlertStatus::Firing, snapshot_now());
         g.others_firing = 0;
-        g.flapping = Some(crate::notification::Flapping {
+        g.flapping = Some(crate::model::notification::Flapping {
             changes: 6,
             window_seconds: 600,
             stable: false,
@@ -290,7 +290,7 @@ mod tests {
         );
         insta::assert_snapshot!(text);
         let mut g = sample_group(AlertStatus::Resolved, snapshot_now());
-        g.flapping = Some(crate::notification::Flapping {
+        g.flapping = Some(crate::model::notification::Flapping {
             changes: 11,
             window_seconds: 600,
             stable: true,

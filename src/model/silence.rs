@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::matcher::{matches_all, Matcher};
-use crate::config::parse_duration;
+use crate::model::duration::parse_duration;
 
 /// Longest comment or author name accepted.
 const MAX_TEXT: usize = 1000;

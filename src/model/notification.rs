@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{AlertStatus, IncomingAlert};
+use crate::model::alert::{AlertStatus, IncomingAlert};
 
 /// The content of one notification: alerts of one incoming group that
 /// entered the same state, plus a count of the group's other alerts that are
@@ -32,7 +32,7 @@ pub struct AlertGroup {
     /// A digest route's status summary: it replaces the alert list (which
     /// is empty) and is sent on its own, never folded into a backlog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<Box<crate::route::digest::Digest>>,
+    pub digest: Option<Box<crate::model::digest::Digest>>,
     /// The listed alert started flapping (`stable: false`: its further
     /// changes are held) or is stable again after flapping (`stable: true`:
     /// this is its final state).
@@ -74,7 +74,7 @@ impl Flapping {
 impl AlertGroup {
     /// A digest route's summary as a notification: no alerts listed, the
     /// state firing when a host is down (channels colour it so).
-    pub fn of_digest(digest: crate::route::digest::Digest) -> Self {
+    pub fn of_digest(digest: crate::model::digest::Digest) -> Self {
         AlertGroup {
             status: if digest.down() > 0 {
                 AlertStatus::Firing
@@ -205,7 +205,7 @@ pub struct SummaryLine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Fingerprint, Labels, Source};
+    use crate::model::alert::{Fingerprint, Labels, Source};
 
     fn alert(name: &str, severity: &str, status: AlertStatus) -> IncomingAlert {
         let labels: Labels = [("alertname", name), ("severity", severity)]

@@ -10,68 +10,27 @@
 //! `/api/v1/notifications`) and go out if the channel comes back. The
 //! listen address and the storage cannot change without a restart.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::Config;
 use crate::auth::Access;
 use crate::channels::{Channel, ChannelContext};
-use crate::chat::SubscriberBook;
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::contacts::ContactBook;
-use crate::deliver::{ChannelTarget, Outbox, OutboxSignal, Planner};
-use crate::error::HttpError;
-use crate::route::silence::SilenceBook;
+use crate::deliver::{Outbox, Sink};
+use crate::live::Live;
+use crate::model::contacts::ContactBook;
+use crate::model::silence::SilenceBook;
+use crate::route::planner::{ChannelTarget, Planner};
+use crate::route::subscribers::SubscriberBook;
 use crate::route::Router;
-use crate::store::{Decided, NewNotification, NotificationPlanner, Store};
+use crate::store::OutboxSignal;
+use crate::store::Store;
 use crate::telemetry::Metrics;
-
-/// A value the running service reads and a reload replaces.
-pub struct Live<T>(RwLock<Arc<T>>);
-
-impl<T> Live<T> {
-    /// Holding `value`.
-    pub fn new(value: T) -> Self {
-        Self(RwLock::new(Arc::new(value)))
-    }
-
-    /// The current value.
-    pub fn get(&self) -> Arc<T> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Replaces it; readers holding the old one finish with it.
-    pub fn set(&self, value: T) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(value);
-    }
-}
-
-impl Live<Access> {
-    /// Who is calling, under the current credentials, or 401.
-    pub fn check(&self, headers: &axum::http::HeaderMap) -> Result<String, HttpError> {
-        self.get().check(headers)
-    }
-}
-
-/// The ingest writer and the scheduler plan through this, so a reload
-/// changes the routes of every batch after it.
-impl NotificationPlanner for Live<Planner> {
-    fn plan(&self, alerts: &[Decided<'_>]) -> Vec<NewNotification> {
-        self.get().plan(alerts)
-    }
-
-    fn repeats(&self, alerts: &[Decided<'_>]) -> Vec<(String, String)> {
-        self.get().repeats(alerts)
-    }
-
-    fn flapping(&self) -> Option<crate::config::FlappingConfig> {
-        self.get().flapping()
-    }
-}
 
 /// Where a new config comes from: the file `serve` was started with (and
 /// its command-line overrides). `Err` holds the errors, one per line.
@@ -131,7 +90,7 @@ pub async fn build(
         })
         .collect();
     let planner = Planner::new(
-        Router::new(config),
+        Router::new(&config.routes, config.channel_names()),
         targets,
         silences.clone(),
         subscribers.clone(),
@@ -260,9 +219,11 @@ impl Reloader {
         };
         let pollers: Vec<JoinHandle<()>> = channels
             .iter()
-            .filter_map(|c| c.spawn_chat(&services, stop.clone()))
+            .filter_map(|c| c.command_bot())
+            .map(|bot| crate::chat::spawn_poller(bot, &services, stop.clone()))
             .collect();
-        let mut handles = outbox.spawn(channels, stop, self.drain);
+        let sinks: Vec<Arc<dyn Sink>> = channels.into_iter().map(|c| c as Arc<dyn Sink>).collect();
+        let mut handles = outbox.spawn(sinks, stop, self.drain);
         handles.extend(pollers);
         handles
     }

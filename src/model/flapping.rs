@@ -13,8 +13,29 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::config::FlappingConfig;
-use crate::notification::Flapping;
+use crate::model::notification::Flapping;
+
+/// `flapping:`: an alert that changes state `changes` times within
+/// `window` is flapping: one message says so, later changes are held until
+/// it has been stable for `window`, then one message gives its final state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlappingConfig {
+    /// State changes within the window that make an alert flapping (3 to 100).
+    pub changes: u32,
+    /// The trailing window changes are counted in, and how long a flapping
+    /// alert must go without a change to be stable again (1m to 24h).
+    pub window: Duration,
+}
+
+impl Default for FlappingConfig {
+    /// 6 changes in 10 minutes.
+    fn default() -> Self {
+        Self {
+            changes: 6,
+            window: Duration::from_secs(600),
+        }
+    }
+}
 
 /// What one state change of an alert means for its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

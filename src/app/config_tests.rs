@@ -6,6 +6,10 @@ use secrecy::ExposeSecret;
 
 use super::*;
 use crate::channels::ChannelKind;
+use crate::config::ConfigError;
+use crate::model::duration::parse_duration;
+use crate::model::flapping::FlappingConfig;
+use std::time::Duration;
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -168,20 +172,6 @@ fn secrets_from_env_and_files() {
             "`bot_token` (or `bot_token_file`) is required",
         )],
     );
-}
-
-#[test]
-fn env_expansion_rules() {
-    use super::walk::expand_env;
-    assert_eq!(expand_env("a${TG_TOKEN}b", &env).expect("ok"), "a123:abcb");
-    assert_eq!(expand_env("$${TG_TOKEN}", &env).expect("ok"), "${TG_TOKEN}");
-    assert_eq!(expand_env("cost $5", &env).expect("ok"), "cost $5");
-    assert!(expand_env("${TG_TOKEN", &env)
-        .expect_err("unclosed")
-        .contains("unclosed"));
-    assert!(expand_env("${1X}", &env)
-        .expect_err("bad")
-        .contains("not a valid"));
 }
 
 #[test]

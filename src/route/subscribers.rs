@@ -10,8 +10,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use crate::alert::Labels;
-use crate::route::matcher::{matches_all, parse_matchers, Matcher};
+use crate::model::alert::Labels;
+use crate::model::matcher::{matches_all, parse_matchers, Matcher};
 use crate::store::{ChatRecord, SubscriptionPattern};
 
 /// Longest pattern accepted, in characters.

@@ -14,9 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{SendError, TelegramClient};
-use super::render;
-use crate::chat::{escape, AllowList, ChatIdentity, Command, Services, Session};
+use crate::channels::telegram::TelegramBot;
+use crate::chat::{escape, ChatIdentity, Command, Services, Session};
 
 /// How long one getUpdates waits for an update.
 const LONG_POLL: Duration = Duration::from_secs(25);
@@ -75,22 +74,33 @@ struct UserPart {
 }
 
 /// One channel's poller.
-pub(super) struct Poller {
-    pub(super) client: TelegramClient,
-    pub(super) channel: String,
-    pub(super) subscribers: bool,
-    pub(super) allowed: AllowList,
-    pub(super) services: Services,
+struct Poller {
+    bot: TelegramBot,
+    services: Services,
+}
+
+/// Starts the command poller of a Telegram channel with `commands: true`;
+/// it gives its lease up and ends when `shutdown` fires.
+pub fn spawn_poller(
+    bot: TelegramBot,
+    services: &Services,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let poller = Poller {
+        bot,
+        services: services.clone(),
+    };
+    tokio::spawn(poller.run(shutdown))
 }
 
 impl Poller {
     /// Polls until `shutdown`, then gives the lease up.
-    pub(super) async fn run(self, shutdown: CancellationToken) {
+    async fn run(self, shutdown: CancellationToken) {
         let holder = format!("{:016x}", fastrand::u64(..));
-        let bot = match self.client.get_me().await {
+        let bot = match self.bot.get_me().await {
             Ok(name) => Some(name.trim_start_matches('@').to_ascii_lowercase()),
             Err(e) => {
-                tracing::warn!(channel = %self.channel, error = %e, "getMe failed; answering commands addressed to any bot");
+                tracing::warn!(channel = %self.bot.channel, error = %e, "getMe failed; answering commands addressed to any bot");
                 None
             }
         };
@@ -106,12 +116,12 @@ impl Poller {
             let offset = match self
                 .services
                 .store
-                .lease_updates(&self.channel, &holder, now, now + LEASE)
+                .lease_updates(&self.bot.channel, &holder, now, now + LEASE)
                 .await
             {
                 Ok(Some(offset)) => {
                     if !leased {
-                        tracing::info!(channel = %self.channel, offset, "answering chat commands");
+                        tracing::info!(channel = %self.bot.channel, offset, "answering chat commands");
                         leased = true;
                     }
                     offset.max(handled_below)
@@ -125,7 +135,7 @@ impl Poller {
                     continue;
                 }
                 Err(e) => {
-                    tracing::error!(channel = %self.channel, error = %e, "cannot take the getUpdates lease");
+                    tracing::error!(channel = %self.bot.channel, error = %e, "cannot take the getUpdates lease");
                     if pause(&shutdown, BACK_OFF).await {
                         break;
                     }
@@ -133,19 +143,19 @@ impl Poller {
                 }
             };
             let updates = tokio::select! {
-                r = self.client.get_updates(offset, LONG_POLL) => r,
+                r = self.bot.get_updates(offset, LONG_POLL) => r,
                 _ = shutdown.cancelled() => break,
             };
             let updates = match updates {
                 Ok(u) => u,
                 Err(e) => {
                     let wait = match e {
-                        crate::channels::DeliveryError::Permanent { .. } => BACK_OFF_PERMANENT,
-                        crate::channels::DeliveryError::Transient { retry_after, .. } => {
+                        crate::deliver::DeliveryError::Permanent { .. } => BACK_OFF_PERMANENT,
+                        crate::deliver::DeliveryError::Transient { retry_after, .. } => {
                             retry_after.unwrap_or(BACK_OFF).max(BACK_OFF)
                         }
                     };
-                    tracing::warn!(channel = %self.channel, error = %e, retry_in = ?wait, "getUpdates failed; polling again later");
+                    tracing::warn!(channel = %self.bot.channel, error = %e, retry_in = ?wait, "getUpdates failed; polling again later");
                     if pause(&shutdown, wait).await {
                         break;
                     }
@@ -159,27 +169,27 @@ impl Poller {
                 match serde_json::from_value::<UpdatePart>(raw) {
                     Ok(update) => self.handle(update, bot.as_deref()).await,
                     Err(e) => {
-                        tracing::debug!(channel = %self.channel, update = id, error = %e, "update of another shape; skipped")
+                        tracing::debug!(channel = %self.bot.channel, update = id, error = %e, "update of another shape; skipped")
                     }
                 }
                 handled_below = handled_below.max(id.saturating_add(1));
                 if let Err(e) = self
                     .services
                     .store
-                    .save_update_offset(&self.channel, &holder, id.saturating_add(1))
+                    .save_update_offset(&self.bot.channel, &holder, id.saturating_add(1))
                     .await
                 {
-                    tracing::error!(channel = %self.channel, error = %e, "cannot save the update offset");
+                    tracing::error!(channel = %self.bot.channel, error = %e, "cannot save the update offset");
                 }
             }
         }
         if let Err(e) = self
             .services
             .store
-            .release_updates(&self.channel, &holder)
+            .release_updates(&self.bot.channel, &holder)
             .await
         {
-            tracing::warn!(channel = %self.channel, error = %e, "cannot give the getUpdates lease up; it expires by itself");
+            tracing::warn!(channel = %self.bot.channel, error = %e, "cannot give the getUpdates lease up; it expires by itself");
         }
     }
 
@@ -201,7 +211,7 @@ impl Poller {
         }
         let chat = &message.chat;
         let sender_username = message.from.as_ref().and_then(|f| f.username.clone());
-        let answer = if self.allowed.allows(
+        let answer = if self.bot.allowed.allows(
             chat.id,
             chat.username.as_deref(),
             sender_username.as_deref(),
@@ -220,19 +230,22 @@ impl Poller {
             };
             let session = Session {
                 services: self.services.clone(),
-                channel: self.channel.clone(),
-                subscribers: self.subscribers,
+                channel: self.bot.channel.clone(),
+                subscribers: self.bot.subscribers,
                 chat: ChatIdentity {
                     chat_id: chat.id,
                     username: chat.username.clone(),
                     sender,
                     sender_username,
-                    in_chat_ids: self.allowed.in_chat_ids(chat.id, chat.username.as_deref()),
+                    in_chat_ids: self
+                        .bot
+                        .allowed
+                        .in_chat_ids(chat.id, chat.username.as_deref()),
                 },
             };
             parsed.command.run(&session).await
         } else {
-            tracing::info!(channel = %self.channel, chat = chat.id, "command from a chat not allowed; refused");
+            tracing::info!(channel = %self.bot.channel, chat = chat.id, "command from a chat not allowed; refused");
             format!(
                 "Sorry, I only take commands from the chats I was set up for. If this chat should be one, ask the operator to add its id <code>{}</code> to <code>allow_from</code>.",
                 escape(&chat.id.to_string())
@@ -249,9 +262,12 @@ impl Poller {
             return;
         }
         let store = &self.services.store;
-        match store.unregister_chat(&self.channel, member.chat.id).await {
+        match store
+            .unregister_chat(&self.bot.channel, member.chat.id)
+            .await
+        {
             Ok(true) => {
-                tracing::info!(channel = %self.channel, chat = member.chat.id, "the bot was blocked or removed; chat unregistered");
+                tracing::info!(channel = %self.bot.channel, chat = member.chat.id, "the bot was blocked or removed; chat unregistered");
                 match store.list_chats().await {
                     Ok(chats) => self.services.subscribers.replace(chats),
                     Err(e) => tracing::error!(error = %e, "cannot re-read the registered chats"),
@@ -259,24 +275,14 @@ impl Poller {
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::error!(channel = %self.channel, error = %e, "cannot unregister a chat that blocked the bot")
+                tracing::error!(channel = %self.bot.channel, error = %e, "cannot unregister a chat that blocked the bot")
             }
         }
     }
 
     async fn reply(&self, chat_id: i64, html: &str) {
-        let chat = chat_id.to_string();
-        for part in render::split_custom(html, render::PART_BUDGET) {
-            let sent = match self.client.send_message(&chat, &part.html, true).await {
-                Err(SendError::BadMarkup(_)) => {
-                    self.client.send_message(&chat, &part.plain, false).await
-                }
-                other => other,
-            };
-            if let Err(e) = sent {
-                tracing::warn!(channel = %self.channel, chat = chat_id, error = ?e, "cannot answer a command");
-                return;
-            }
+        if let Err(e) = self.bot.send_html(&chat_id.to_string(), html).await {
+            tracing::warn!(channel = %self.bot.channel, chat = chat_id, error = %e, "cannot answer a command");
         }
     }
 }

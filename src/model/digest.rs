@@ -18,7 +18,7 @@ use chrono::{DateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::alert::{AlertStatus, StoredAlert};
+use crate::model::alert::{AlertStatus, StoredAlert};
 
 /// Quiet hosts named on one line.
 const QUIET_PER_LINE: usize = 20;
@@ -504,7 +504,7 @@ pub fn next_boundary(now: DateTime<Utc>, period: std::time::Duration, tz: Tz) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{Fingerprint, Labels, Source};
+    use crate::model::alert::{Fingerprint, Labels, Source};
 
     fn at(h: u32, m: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 22, h, m, 0)
