@@ -3,10 +3,12 @@
 //! Client mistakes say exactly what is wrong; server faults (storage down)
 //! answer a generic message and log the cause, so internals never leak.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
+
+use crate::store::{StoreError, StoreErrorKind};
 
 /// An HTTP error response.
 #[derive(Debug)]
@@ -98,5 +100,42 @@ impl IntoResponse for HttpError {
             );
         }
         resp
+    }
+}
+
+/// 415 unless the request says its body is JSON (`application/json` or
+/// `application/*+json`, parameters ignored).
+pub fn check_json_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(HttpError::unsupported_media_type(None));
+    };
+    let text = value.to_str().unwrap_or("");
+    let mime = text
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(HttpError::unsupported_media_type(Some(text)))
+    }
+}
+
+/// A storage failure as the client sees it: an outage is a 503 that says
+/// to retry, a clash a 409, a missing row a 404, a row that cannot be read
+/// a 500; the cause goes to the log only.
+impl From<StoreError> for HttpError {
+    fn from(e: StoreError) -> Self {
+        match e.kind() {
+            StoreErrorKind::Unavailable => HttpError::unavailable(&e),
+            StoreErrorKind::Conflict => {
+                tracing::warn!(error = %e, "request clashes with what is stored");
+                HttpError::conflict("the request clashes with what is stored")
+            }
+            StoreErrorKind::NotFound => HttpError::not_found("not found"),
+            StoreErrorKind::Corrupt => HttpError::internal(&e),
+        }
     }
 }

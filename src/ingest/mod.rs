@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::auth::Access;
-use crate::error::HttpError;
+use crate::error::{check_json_content_type, HttpError};
 use crate::model::alert::IncomingAlert;
 use crate::store::writer::IngestWriter;
 use crate::store::IngestRequest;
@@ -66,11 +66,7 @@ async fn receive(
         let bytes = read_limited(body, headers, state.max_body_bytes).await?;
         let alerts = parse(&bytes).map_err(HttpError::bad_request)?;
         let accepted = alerts.len();
-        let notifications = state
-            .writer
-            .submit(IngestRequest { alerts })
-            .await
-            .map_err(|e| HttpError::unavailable(&e))?;
+        let notifications = state.writer.submit(IngestRequest { alerts }).await?;
         state.metrics.alerts_stored(source, accepted, notifications);
         Ok(Json(json!({ "status": "ok", "accepted": accepted })))
     }
@@ -81,24 +77,6 @@ async fn receive(
             .webhook_rejected(source, e.status().as_u16(), e.message());
     }
     result
-}
-
-pub(crate) fn check_json_content_type(headers: &HeaderMap) -> Result<(), HttpError> {
-    let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return Err(HttpError::unsupported_media_type(None));
-    };
-    let text = value.to_str().unwrap_or("");
-    let mime = text
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
-        Ok(())
-    } else {
-        Err(HttpError::unsupported_media_type(Some(text)))
-    }
 }
 
 async fn read_limited(

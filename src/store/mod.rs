@@ -11,6 +11,7 @@
 //! all in one transaction, so a 200 means alerts, events and notifications
 //! are all on disk.
 
+mod error;
 mod fp_index;
 pub mod postgres;
 mod signal;
@@ -37,33 +38,8 @@ use crate::model::flapping::{FlapRow, FlapVerdict, StableDue};
 use crate::model::matcher::Matcher;
 use crate::model::notification::AlertGroup;
 use crate::model::silence::{NewSilence, Silence};
+pub use error::{StoreError, StoreErrorKind};
 pub use signal::OutboxSignal;
-
-/// A storage failure. Details go to the log, never to HTTP clients.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database said no.
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-    /// The SQLite writer connection said no.
-    #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// Schema migration failed at start.
-    #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// A stored row could not be read back.
-    #[error("corrupt row: {0}")]
-    Corrupt(String),
-    /// The group-commit writer has stopped (shutting down).
-    #[error("the storage writer has stopped")]
-    WriterGone,
-    /// Another process holds the SQLite file.
-    #[error("{0}")]
-    InUse(String),
-    /// The database file itself could not be read, written or flushed.
-    #[error("database file: {0}")]
-    File(#[from] std::io::Error),
-}
 
 /// Opens the configured database and applies migrations.
 pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {

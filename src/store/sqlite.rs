@@ -238,7 +238,7 @@ fn spawn_checkpointer(
                 }
             }
         })
-        .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpoint thread: {e}")))?;
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(())
 }
 

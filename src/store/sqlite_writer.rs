@@ -59,8 +59,8 @@ where
         let result = match commit {
             Ok(()) => me
                 .result
-                .unwrap_or_else(|| Err(StoreError::Corrupt("write job did not run".into()))),
-            Err(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+                .unwrap_or_else(|| Err(StoreError::Unavailable("write job did not run".into()))),
+            Err(e) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
         };
         let _ = me.reply.send(result);
     }
@@ -96,7 +96,7 @@ impl WriterHandle {
                 let _token = token;
                 run(conn, rx, &asked, &transaction_ended);
             })
-            .map_err(|e| StoreError::Corrupt(format!("cannot start the SQLite writer: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self {
             jobs: tx,
             alive,

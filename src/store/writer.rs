@@ -20,7 +20,7 @@ const MAX_BATCH: usize = 512;
 
 struct Job {
     request: IngestRequest,
-    reply: oneshot::Sender<Result<usize, String>>,
+    reply: oneshot::Sender<Result<usize, Arc<StoreError>>>,
 }
 
 /// Handle to the writer task. Cloning shares the one task.
@@ -69,7 +69,7 @@ impl IngestWriter {
             .map_err(|_| StoreError::WriterGone)?;
         match wait.await {
             Ok(Ok(n)) => Ok(n),
-            Ok(Err(e)) => Err(StoreError::Corrupt(e)),
+            Ok(Err(e)) => Err(StoreError::Shared(e)),
             Err(_) => Err(StoreError::WriterGone),
         }
     }
@@ -126,7 +126,7 @@ async fn run(
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "storing a webhook failed");
-                            Err(e.to_string())
+                            Err(Arc::new(e))
                         }
                     };
                     let _ = reply.send(result);
@@ -134,8 +134,9 @@ async fn run(
             }
             Err(e) => {
                 tracing::error!(error = %e, "storing a webhook failed");
+                let e = Arc::new(e);
                 for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(e.clone()));
                 }
             }
         }

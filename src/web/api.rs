@@ -176,8 +176,7 @@ async fn list_alerts(
     let page = s
         .store
         .list_alerts(&filter, p.cursor()?.as_ref(), p.limit()?)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?;
+        .await?;
     let items: Vec<_> = page.items.iter().map(|a| alert_json(a, &s)).collect();
     Ok(Json(
         json!({ "items": items, "next_cursor": page.next_cursor }),
@@ -193,14 +192,12 @@ async fn get_alert(
     let alert = s
         .store
         .get_alert(&id)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?
+        .await?
         .ok_or_else(|| HttpError::not_found(format!("no alert with id {id:?}")))?;
     let events = s
         .store
         .list_events(&AlertFilter::default(), Some(&id), None, MAX_LIMIT)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?;
+        .await?;
     let mut body = alert_json(&alert, &s);
     body["events"] = json!(events.items);
     Ok(Json(body))
@@ -217,8 +214,7 @@ async fn list_events(
     let page = s
         .store
         .list_events(&filter, None, p.cursor()?.as_ref(), p.limit()?)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?;
+        .await?;
     Ok(Json(json!(page)))
 }
 
@@ -245,8 +241,7 @@ async fn list_notifications(
             p.cursor()?.as_ref(),
             p.limit()?,
         )
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?;
+        .await?;
     Ok(Json(json!(page)))
 }
 
@@ -259,11 +254,7 @@ async fn resend(
     let id: i64 = id.parse().map_err(|_| {
         HttpError::bad_request(format!("notification id must be a number, not {id:?}"))
     })?;
-    if s.store
-        .resend(id, s.clock.now())
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?
-    {
+    if s.store.resend(id, s.clock.now()).await? {
         s.signal.wake_all();
         Ok((
             StatusCode::ACCEPTED,
@@ -286,8 +277,7 @@ async fn list_silences(
     let page = s
         .store
         .list_silences(p.cursor()?.as_ref(), p.limit()?)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?;
+        .await?;
     let now = s.clock.now();
     let items: Vec<_> = page.items.iter().map(|x| x.view(now)).collect();
     Ok(Json(
@@ -301,18 +291,14 @@ async fn create_silence(
     body: Bytes,
 ) -> Result<impl IntoResponse, HttpError> {
     let who = s.access.check(&headers)?;
-    crate::ingest::check_json_content_type(&headers)?;
+    crate::error::check_json_content_type(&headers)?;
     let request: SilenceRequest = serde_json::from_slice(&body)
         .map_err(|e| HttpError::bad_request(format!("not a silence: {e}")))?;
     let now = s.clock.now();
     let new = request
         .check(now, &who)
         .map_err(|errors| HttpError::bad_request(errors.join("; ")))?;
-    let silence = s
-        .store
-        .create_silence(&new, now)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?;
+    let silence = s.store.create_silence(&new, now).await?;
     tracing::info!(silence = silence.id, by = %silence.created_by, "silence created");
     let view = silence.view(now);
     s.silences.put(silence);
@@ -329,12 +315,7 @@ async fn delete_silence(
         .parse()
         .map_err(|_| HttpError::bad_request(format!("silence id must be a number, not {id:?}")))?;
     let now = s.clock.now();
-    match s
-        .store
-        .expire_silence(id, now)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?
-    {
+    match s.store.expire_silence(id, now).await? {
         Some(silence) => {
             tracing::info!(silence = id, "silence deleted");
             let view = silence.view(now);
@@ -368,7 +349,7 @@ async fn ack_alert(
     body: Bytes,
 ) -> Result<impl IntoResponse, HttpError> {
     let who = s.access.check(&headers)?;
-    crate::ingest::check_json_content_type(&headers)?;
+    crate::error::check_json_content_type(&headers)?;
     let request: AckRequest = serde_json::from_slice(&body)
         .map_err(|e| HttpError::bad_request(format!("not an acknowledgement: {e}")))?;
     let by = request.by.filter(|b| !b.trim().is_empty()).unwrap_or(who);
@@ -380,8 +361,7 @@ async fn ack_alert(
     let alert = s
         .store
         .get_alert(&id)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?
+        .await?
         .ok_or_else(|| HttpError::not_found(format!("no alert with id {id:?}")))?;
     if alert.status != AlertStatus::Firing {
         return Err(HttpError::conflict(format!(
@@ -393,12 +373,7 @@ async fn ack_alert(
         memo: request.memo,
         at: s.clock.now(),
     };
-    if !s
-        .store
-        .ack_alert(&id, &ack)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?
-    {
+    if !s.store.ack_alert(&id, &ack).await? {
         return Err(HttpError::conflict(format!(
             "alert {id} resolved meanwhile: there is nothing to acknowledge"
         )));
@@ -407,8 +382,7 @@ async fn ack_alert(
     let alert = s
         .store
         .get_alert(&id)
-        .await
-        .map_err(|e| HttpError::unavailable(&e))?
+        .await?
         .ok_or_else(|| HttpError::not_found(format!("no alert with id {id:?}")))?;
     Ok(Json(alert_json(&alert, &s)))
 }
