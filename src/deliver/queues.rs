@@ -8,6 +8,9 @@ use tokio::task::JoinSet;
 
 use crate::store::Notification;
 
+/// One send at a time per destination, in claim (id) order: a chat must see
+/// an alert's FIRING before its RESOLVED, so two messages to one destination
+/// are never in flight at once.
 #[derive(Default)]
 pub(super) struct DestinationQueues {
     /// Destinations with a send in flight, and what is claimed behind it.

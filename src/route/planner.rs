@@ -460,10 +460,6 @@ impl Planner {
     }
 }
 
-/// One send at a time per destination, in claim (id) order: a chat must see
-/// an alert's FIRING before its RESOLVED, so two messages to one destination
-/// are never in flight at once.
-
 /// The ingest writer and the scheduler plan through this, so a reload
 /// changes the routes of every batch after it.
 impl NotificationPlanner for Live<Planner> {

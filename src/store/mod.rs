@@ -13,7 +13,6 @@
 
 mod batch;
 mod error;
-mod fp_index;
 mod interface;
 pub mod postgres;
 mod records;
@@ -21,7 +20,6 @@ mod rows;
 mod signal;
 mod sql;
 pub mod sqlite;
-mod sqlite_writer;
 pub mod writer;
 
 use std::sync::Arc;

@@ -1,18 +1,17 @@
-//! The SQL both databases share, instantiated once per database.
+//! The SQL both databases share: the reads, instantiated once per database.
 //!
 //! A macro rather than generic code: sqlx's per-database types make generic
 //! query code a wall of trait bounds, while the statements themselves are the
 //! same. Where the dialects differ the macro takes the difference as an
 //! argument (`ILIKE` vs `LIKE`, `FOR UPDATE SKIP LOCKED`).
 
-/// Implements the [`crate::store::Store`] operations as inherent `sql_*`
-/// methods of `$store`, which must have fields `read` and `write`
-/// (`sqlx::Pool<$db>`). Ingest is each store's own: SQLite through its
-/// writer thread, PostgreSQL with `UNNEST` statements.
-/// Each store's `Store` impl delegates to these, or to its own faster path.
-macro_rules! impl_sql_store {
-    ($store:ty, $db:ty, like = $like:literal, skip_locked = $skip:literal) => {
-        #[allow(dead_code)] // a store may use its own path for some operations
+/// Implements the reads both databases answer with the same SQL as
+/// inherent `sql_*` methods of `$store`, which must have a field `read`
+/// (`sqlx::Pool<$db>`) and an `alert_id(&self, fingerprint)` method. Every
+/// write is each store's own: SQLite through its writer thread, PostgreSQL
+/// through its pool (`postgres/`).
+macro_rules! impl_sql_reads {
+    ($store:ty, $db:ty, like = $like:literal) => {
         impl $store {
             pub(super) async fn sql_ping(&self) -> Result<(), $crate::store::StoreError> {
                 sqlx::query("SELECT 1").execute(&self.read).await?;
@@ -46,14 +45,6 @@ macro_rules! impl_sql_store {
                     _ => None,
                 };
                 Ok(Page { items, next_cursor })
-            }
-
-            /// PostgreSQL's path (its alerts have a unique index on fingerprint).
-            pub(super) async fn sql_alert_id(&self, fingerprint: &str) -> Result<Option<i64>, $crate::store::StoreError> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT id FROM alerts WHERE fingerprint = ");
-                qb.push_bind(fingerprint.to_string());
-                let row: Option<(i64,)> = qb.build_query_as().fetch_optional(&self.read).await?;
-                Ok(row.map(|r| r.0))
             }
 
             pub(super) async fn sql_get_alert(&self, id: i64) -> Result<Option<$crate::model::alert::StoredAlert>, $crate::store::StoreError> {
@@ -102,62 +93,6 @@ macro_rules! impl_sql_store {
                 Ok(Page { items, next_cursor })
             }
 
-            pub(super) async fn sql_claim_due(
-                &self,
-                channel: &str,
-                now: chrono::DateTime<chrono::Utc>,
-                lease_until: chrono::DateTime<chrono::Utc>,
-                limit: u32,
-                filter: $crate::store::DestinationFilter<'_>,
-            ) -> Result<Vec<$crate::store::Notification>, $crate::store::StoreError> {
-                use $crate::store::{to_micros, DestinationFilter, NotificationRow};
-                let now_us = to_micros(now);
-                let lease = to_micros(lease_until);
-                // The payload lives in its own table (written once, never
-                // rewritten by the updates of a delivery), joined to the claim.
-                let mut qb = sqlx::QueryBuilder::<$db>::new("WITH claimed AS (UPDATE notifications SET claimed_until = ");
-                qb.push_bind(lease).push(", next_attempt_at = ").push_bind(lease);
-                qb.push(", attempts = attempts + 1 WHERE id IN (SELECT id FROM notifications WHERE channel = ");
-                qb.push_bind(channel.to_string());
-                match filter {
-                    // Due or not, but not claimed by someone else.
-                    DestinationFilter::Group { .. } => {
-                        qb.push(" AND state = 'pending' AND (claimed_until IS NULL OR claimed_until <= ").push_bind(now_us).push(")");
-                    }
-                    _ => {
-                        qb.push(" AND state = 'pending' AND next_attempt_at <= ").push_bind(now_us);
-                    }
-                }
-                match filter {
-                    DestinationFilter::Any | DestinationFilter::Except([]) => {}
-                    DestinationFilter::Except(skip) => {
-                        qb.push(" AND destination NOT IN (");
-                        let mut sep = qb.separated(", ");
-                        for d in skip {
-                            sep.push_bind(d.clone());
-                        }
-                        qb.push(")");
-                    }
-                    DestinationFilter::Only(d) => {
-                        qb.push(" AND destination = ").push_bind(d.to_string());
-                    }
-                    DestinationFilter::Group { destination, group_key } => {
-                        qb.push(" AND destination = ").push_bind(destination.to_string());
-                        qb.push(" AND group_key = ").push_bind(group_key.to_string());
-                    }
-                }
-                qb.push(" ORDER BY next_attempt_at, id LIMIT ").push_bind(i64::from(limit));
-                qb.push(concat!($skip, ") RETURNING id, channel, destination, state, attempts, parts_done, created_at, next_attempt_at, sent_at, last_error)"));
-                qb.push(" SELECT c.*, p.payload FROM claimed c JOIN notification_payloads p ON p.notification_id = c.id");
-                let rows: Vec<NotificationRow> = qb.build_query_as().fetch_all(&self.write).await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in rows {
-                    out.push(r.into_notification()?);
-                }
-                out.sort_by_key(|n| n.id);
-                Ok(out)
-            }
-
             pub(super) async fn sql_count_due(&self, channel: &str, destination: &str, now: chrono::DateTime<chrono::Utc>) -> Result<i64, $crate::store::StoreError> {
                 let mut qb = sqlx::QueryBuilder::<$db>::new("SELECT COUNT(*) FROM notifications WHERE channel = ");
                 qb.push_bind(channel.to_string());
@@ -165,64 +100,6 @@ macro_rules! impl_sql_store {
                 qb.push(" AND destination = ").push_bind(destination.to_string());
                 let row: (i64,) = qb.build_query_as().fetch_one(&self.read).await?;
                 Ok(row.0)
-            }
-
-            pub(super) async fn sql_mark_sent(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'sent', claimed_until = NULL, last_error = NULL, sent_at = ");
-                qb.push_bind($crate::store::to_micros(now)).push(" WHERE id = ").push_bind(id);
-                qb.build().execute(&self.write).await?;
-                Ok(())
-            }
-
-            pub(super) async fn sql_mark_retry(&self, id: i64, next_at: chrono::DateTime<chrono::Utc>, error: &str, parts_done: u32) -> Result<(), $crate::store::StoreError> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = NULL, next_attempt_at = ");
-                qb.push_bind($crate::store::to_micros(next_at));
-                qb.push(", last_error = ").push_bind(error.to_string());
-                qb.push(", parts_done = ").push_bind(i64::from(parts_done));
-                qb.push(" WHERE id = ").push_bind(id);
-                qb.build().execute(&self.write).await?;
-                Ok(())
-            }
-
-            pub(super) async fn sql_mark_failed(&self, id: i64, error: &str, parts_done: u32) -> Result<(), $crate::store::StoreError> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'failed', claimed_until = NULL, last_error = ");
-                qb.push_bind(error.to_string());
-                qb.push(", parts_done = ").push_bind(i64::from(parts_done));
-                qb.push(" WHERE id = ").push_bind(id);
-                qb.build().execute(&self.write).await?;
-                Ok(())
-            }
-
-            pub(super) async fn sql_release(&self, ids: &[i64]) -> Result<(), $crate::store::StoreError> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE state = 'pending' AND id IN (",
-                );
-                push_id_list!(qb, ids);
-                qb.build().execute(&self.write).await?;
-                Ok(())
-            }
-
-            pub(super) async fn sql_renew(&self, ids: &[i64], until: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
-                if ids.is_empty() {
-                    return Ok(());
-                }
-                let until = $crate::store::to_micros(until);
-                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET claimed_until = ");
-                qb.push_bind(until).push(", next_attempt_at = ").push_bind(until);
-                qb.push(" WHERE state = 'pending' AND claimed_until IS NOT NULL AND id IN (");
-                push_id_list!(qb, ids);
-                qb.build().execute(&self.write).await?;
-                Ok(())
-            }
-
-            pub(super) async fn sql_release_all_claims(&self) -> Result<(), $crate::store::StoreError> {
-                sqlx::query("UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at WHERE state = 'pending' AND claimed_until IS NOT NULL")
-                    .execute(&self.write)
-                    .await?;
-                Ok(())
             }
 
             pub(super) async fn sql_next_due(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
@@ -265,31 +142,6 @@ macro_rules! impl_sql_store {
                     _ => None,
                 };
                 Ok(Page { items, next_cursor })
-            }
-
-            pub(super) async fn sql_resend(&self, id: i64, now: chrono::DateTime<chrono::Utc>) -> Result<bool, $crate::store::StoreError> {
-                let mut qb = sqlx::QueryBuilder::<$db>::new("UPDATE notifications SET state = 'pending', attempts = 0, claimed_until = NULL, next_attempt_at = ");
-                qb.push_bind($crate::store::to_micros(now));
-                qb.push(" WHERE state = 'failed' AND id = ").push_bind(id);
-                let done = qb.build().execute(&self.write).await?;
-                Ok(done.rows_affected() == 1)
-            }
-
-            /// PostgreSQL's path; SQLite writes through its writer thread.
-            pub(super) async fn sql_upsert_contacts(&self, contacts: &[$crate::model::contacts::Contact], now: chrono::DateTime<chrono::Utc>) -> Result<(), $crate::store::StoreError> {
-                let mut tx = self.write.begin().await?;
-                for c in contacts {
-                    let groups = serde_json::to_string(&c.groups).map_err(|e| $crate::store::StoreError::Corrupt(e.to_string()))?;
-                    let mut qb = sqlx::QueryBuilder::<$db>::new("INSERT INTO contacts (name, email, telegram, groups, updated_at) VALUES (");
-                    qb.push_bind(c.name.clone()).push(", ").push_bind(c.email.clone()).push(", ").push_bind(c.telegram.clone());
-                    qb.push(", ").push_bind(groups).push(", ").push_bind($crate::store::to_micros(now));
-                    qb.push(") ON CONFLICT (name) DO UPDATE SET email = excluded.email, telegram = excluded.telegram, groups = excluded.groups, updated_at = excluded.updated_at");
-                    qb.build()
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                tx.commit().await?;
-                Ok(())
             }
 
             pub(super) async fn sql_list_contacts(&self) -> Result<Vec<$crate::model::contacts::Contact>, $crate::store::StoreError> {
@@ -382,6 +234,33 @@ macro_rules! impl_sql_store {
                     })
                     .collect()
             }
+
+            /// One alert by fingerprint (each store finds the id its own way).
+            pub(super) async fn sql_get_alert_by_fingerprint(&self, fingerprint: &str) -> Result<Option<$crate::model::alert::StoredAlert>, $crate::store::StoreError> {
+                match self.alert_id(fingerprint).await? {
+                    Some(id) => self.sql_get_alert(id).await,
+                    None => Ok(None),
+                }
+            }
+
+            /// A page of events, of one alert when `fingerprint` is given.
+            pub(super) async fn sql_list_events_of(
+                &self,
+                filter: &$crate::store::AlertFilter,
+                fingerprint: Option<&str>,
+                cursor: Option<&$crate::store::Cursor>,
+                limit: u32,
+            ) -> Result<$crate::store::Page<$crate::model::alert::Event>, $crate::store::StoreError> {
+                let alert_id = match fingerprint {
+                    Some(fp) => match self.alert_id(fp).await? {
+                        Some(id) => Some(id),
+                        // No such alert: no events.
+                        None => return Ok($crate::store::Page { items: Vec::new(), next_cursor: None }),
+                    },
+                    None => None,
+                };
+                self.sql_list_events(filter, alert_id, cursor, limit).await
+            }
         }
     };
 }
@@ -430,82 +309,6 @@ macro_rules! push_alert_filter {
     }};
 }
 
-/// The read operations of [`crate::store::Store`], delegated to the
-/// `sql_*` methods; both stores read through sqlx.
-macro_rules! read_methods {
-    ($store:ty, { $($writes:tt)* }) => {
-        #[async_trait::async_trait]
-        impl $crate::store::Store for $store {
-        $($writes)*
-        async fn ping(&self) -> Result<(), $crate::store::StoreError> {
-            self.sql_ping().await
-        }
-        async fn list_alerts(
-            &self,
-            filter: &$crate::store::AlertFilter,
-            cursor: Option<&$crate::store::Cursor>,
-            limit: u32,
-        ) -> Result<$crate::store::Page<$crate::model::alert::StoredAlert>, $crate::store::StoreError> {
-            self.sql_list_alerts(filter, cursor, limit).await
-        }
-        async fn get_alert(&self, fingerprint: &str) -> Result<Option<$crate::model::alert::StoredAlert>, $crate::store::StoreError> {
-            match self.alert_id(fingerprint).await? {
-                Some(id) => self.sql_get_alert(id).await,
-                None => Ok(None),
-            }
-        }
-        async fn list_events(
-            &self,
-            filter: &$crate::store::AlertFilter,
-            fingerprint: Option<&str>,
-            cursor: Option<&$crate::store::Cursor>,
-            limit: u32,
-        ) -> Result<$crate::store::Page<$crate::model::alert::Event>, $crate::store::StoreError> {
-            let alert_id = match fingerprint {
-                Some(fp) => match self.alert_id(fp).await? {
-                    Some(id) => Some(id),
-                    // No such alert: no events.
-                    None => return Ok($crate::store::Page { items: Vec::new(), next_cursor: None }),
-                },
-                None => None,
-            };
-            self.sql_list_events(filter, alert_id, cursor, limit).await
-        }
-        async fn next_due(&self, channel: &str) -> Result<Option<chrono::DateTime<chrono::Utc>>, $crate::store::StoreError> {
-            self.sql_next_due(channel).await
-        }
-        async fn list_notifications(
-            &self,
-            state: Option<$crate::store::NotificationState>,
-            channel: Option<&str>,
-            cursor: Option<&$crate::store::Cursor>,
-            limit: u32,
-        ) -> Result<$crate::store::Page<$crate::store::Notification>, $crate::store::StoreError> {
-            self.sql_list_notifications(state, channel, cursor, limit).await
-        }
-        async fn outbox_counts(&self) -> Result<Vec<$crate::store::OutboxCount>, $crate::store::StoreError> {
-            self.sql_outbox_counts().await
-        }
-        async fn list_contacts(&self) -> Result<Vec<$crate::model::contacts::Contact>, $crate::store::StoreError> {
-            self.sql_list_contacts().await
-        }
-        async fn flapping_among(&self, fingerprints: &[String]) -> Result<std::collections::HashSet<String>, $crate::store::StoreError> {
-            self.sql_flapping_among(fingerprints).await
-        }
-        async fn list_silences(
-            &self,
-            cursor: Option<&$crate::store::Cursor>,
-            limit: u32,
-        ) -> Result<$crate::store::Page<$crate::model::silence::Silence>, $crate::store::StoreError> {
-            self.sql_list_silences(cursor, limit).await
-        }
-        async fn live_silences(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<$crate::model::silence::Silence>, $crate::store::StoreError> {
-            self.sql_live_silences(now).await
-        }
-        }
-    };
-}
-
 /// Closes an `id IN (` list with the ids bound as parameters.
 macro_rules! push_id_list {
     ($qb:ident, $ids:expr) => {{
@@ -533,7 +336,6 @@ macro_rules! alert_upsert_on_conflict {
 }
 
 pub(crate) use alert_upsert_on_conflict;
-pub(crate) use impl_sql_store;
+pub(crate) use impl_sql_reads;
 pub(crate) use push_alert_filter;
 pub(crate) use push_id_list;
-pub(crate) use read_methods;
