@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use crate::clock::Clock;
 use crate::live::Live;
 use crate::model::alert::{AlertStatus, IncomingAlert, Transition};
@@ -33,6 +35,16 @@ pub struct ChannelTarget {
     pub subscribers: bool,
     /// With subscribers: who may be one (`chat_ids`, `allow_from`).
     pub allow: Option<Arc<AllowList>>,
+}
+
+/// The messages the scheduler sends when their time comes, as
+/// [`Planner::still_due`] tells them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimedMessage {
+    /// A `repeat_interval` reminder: acknowledging stops it.
+    Reminder,
+    /// A throttle window's "still firing, received N times" message.
+    ThrottleSummary,
 }
 
 /// Turns a request's state changes into outbox entries: per channel and per
@@ -384,6 +396,23 @@ impl Planner {
             alert: &alert,
         };
         self.plan(std::slice::from_ref(&decided))
+    }
+
+    /// Whether a message the scheduler times still goes out about `alert`:
+    /// it fires in the incident the message was set for (`incident_start`)
+    /// and no silence holds it; a reminder also stops once somebody
+    /// acknowledged the alert. The scheduler asks; it decides nothing itself.
+    pub fn still_due(
+        &self,
+        alert: &IncomingAlert,
+        incident_start: DateTime<Utc>,
+        message: TimedMessage,
+        now: DateTime<Utc>,
+    ) -> bool {
+        alert.status == AlertStatus::Firing
+            && alert.starts_at == incident_start
+            && !(message == TimedMessage::Reminder && alert.ack.is_some())
+            && !self.silences.mutes(&alert.match_labels(), now)
     }
 
     /// A throttle window closed: `alert` still fires and was received

@@ -23,7 +23,7 @@ use crate::model::alert::{AlertStatus, IncomingAlert, Source, StoredAlert, Trans
 use crate::model::digest::{next_boundary, Digest, PeriodEvents};
 use crate::model::matcher::{matches_all, MatchOp, Matcher};
 use crate::model::silence::{Silence, SilenceBook};
-use crate::route::planner::Planner;
+use crate::route::planner::{Planner, TimedMessage};
 use crate::route::subscribers::SubscriberBook;
 use crate::store::OutboxSignal;
 use crate::store::{
@@ -181,16 +181,14 @@ impl Scheduler {
         if due.is_empty() {
             return Ok(0);
         }
+        let planner = self.planner.get();
         let mut keep: BTreeMap<(String, Duration), Vec<IncomingAlert>> = BTreeMap::new();
         let mut dropped = Vec::new();
         for r in &due {
             let alert = self.store.get_alert(&r.fingerprint).await?;
-            let still = alert.map(|a| as_incoming(&a)).filter(|a| {
-                a.status == AlertStatus::Firing
-                    && a.starts_at == r.starts_at
-                    && a.ack.is_none()
-                    && !self.silences.mutes(&a.match_labels(), now)
-            });
+            let still = alert
+                .map(|a| as_incoming(&a))
+                .filter(|a| planner.still_due(a, r.starts_at, TimedMessage::Reminder, now));
             match still {
                 Some(a) => keep
                     .entry((r.channel.clone(), r.every))
@@ -199,7 +197,6 @@ impl Scheduler {
                 None => dropped.push((r.channel.clone(), r.fingerprint.clone())),
             }
         }
-        let planner = self.planner.get();
         let mut notifications = Vec::new();
         for ((channel, every), alerts) in keep {
             let fps: Vec<String> = alerts.iter().map(|a| a.fingerprint.to_string()).collect();
@@ -249,9 +246,7 @@ impl Scheduler {
                 self.store.get_alert(&w.fingerprint).await?
             };
             let still = alert.map(|a| as_incoming(&a)).filter(|a| {
-                a.status == AlertStatus::Firing
-                    && a.starts_at == w.starts_at
-                    && !self.silences.mutes(&a.match_labels(), now)
+                planner.still_due(a, w.starts_at, TimedMessage::ThrottleSummary, now)
             });
             let notes = match still {
                 Some(a) => planner.still_firing(
