@@ -22,3 +22,6 @@ mod worker;
 use queues::Bundle;
 pub use sink::{DeliveryError, Sink};
 pub use worker::Outbox;
+
+#[cfg(test)]
+mod tests;

@@ -245,9 +245,9 @@ impl Scheduler {
             } else {
                 self.store.get_alert(&w.fingerprint).await?
             };
-            let still = alert.map(|a| as_incoming(&a)).filter(|a| {
-                planner.still_due(a, w.starts_at, TimedMessage::ThrottleSummary, now)
-            });
+            let still = alert
+                .map(|a| as_incoming(&a))
+                .filter(|a| planner.still_due(a, w.starts_at, TimedMessage::ThrottleSummary, now));
             let notes = match still {
                 Some(a) => planner.still_firing(
                     &w.channel,
