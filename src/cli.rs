@@ -168,8 +168,7 @@ async fn serve(
     overrides(&mut cfg);
     let source: Option<crate::app::reload::ConfigSource> = config.map(|path| {
         Box::new(move || {
-            let mut cfg = Config::load(&path)
-                .map_err(|e| e.to_string().lines().map(String::from).collect::<Vec<_>>())?;
+            let mut cfg = Config::load(&path)?;
             overrides(&mut cfg);
             Ok(cfg)
         }) as crate::app::reload::ConfigSource

@@ -78,7 +78,7 @@ impl Application {
         );
         let built = reload::build(&config, &store, &silences, &subscribers, &clock)
             .await
-            .map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))?;
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let metrics = Arc::new(Metrics::new());
         let names: Vec<String> = built
             .channels
@@ -230,8 +230,8 @@ fn spawn_sighup_reload(reloader: Arc<Reloader>, shutdown: CancellationToken) -> 
                 tokio::select! {
                     _ = hup.recv() => {
                         tracing::info!("SIGHUP: re-reading the config");
-                        if let Err(errors) = reloader.reload().await {
-                            tracing::error!(errors = %errors.join("; "), "reload refused; the running config stays");
+                        if let Err(e) = reloader.reload().await {
+                            tracing::error!(errors = %e.reasons().join("; "), "reload refused; the running config stays");
                         }
                     }
                     _ = shutdown.cancelled() => return,

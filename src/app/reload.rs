@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::Config;
 use crate::auth::Access;
-use crate::channels::{Channel, ChannelContext};
+use crate::channels::{BuildError, Channel, ChannelContext};
 use crate::clock::Clock;
+use crate::config::ConfigErrors;
 use crate::deliver::{Outbox, Sink};
 use crate::live::Live;
 use crate::model::contacts::ContactBook;
@@ -29,12 +30,59 @@ use crate::route::planner::{ChannelTarget, Planner};
 use crate::route::subscribers::SubscriberBook;
 use crate::route::Router;
 use crate::store::OutboxSignal;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
 /// Where a new config comes from: the file `serve` was started with (and
 /// its command-line overrides). `Err` holds the errors, one per line.
-pub type ConfigSource = Box<dyn Fn() -> Result<Config, Vec<String>> + Send + Sync>;
+pub type ConfigSource = Box<dyn Fn() -> Result<Config, ConfigErrors> + Send + Sync>;
+
+/// Why a config was not swapped in (or, at start, not built). Nothing
+/// changed; [`ReloadError::reasons`] says why, one line each.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Started on the embedded defaults: there is no file to re-read.
+    #[error(
+        "alertrelay runs on its embedded defaults (no --config file): there is nothing to re-read"
+    )]
+    NoConfigFile,
+    /// The file does not check out.
+    #[error("{0}")]
+    Config(ConfigErrors),
+    /// It checks out, but asks for what only a restart can change, or
+    /// would expose an HTTP surface without credentials.
+    #[error("{}", .0.join("\n"))]
+    Refused(Vec<String>),
+    /// What it describes could not be built.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Build(Vec<BuildFailure>),
+}
+
+impl ReloadError {
+    /// Every reason, one line each.
+    pub fn reasons(&self) -> Vec<String> {
+        self.to_string().lines().map(String::from).collect()
+    }
+}
+
+/// One part of a config that could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildFailure {
+    /// The config's contacts could not be stored.
+    #[error("cannot store the config's contacts: {0}")]
+    StoreContacts(StoreError),
+    /// The contact book could not be read back.
+    #[error("cannot read the contact book: {0}")]
+    ReadContacts(StoreError),
+    /// A channel could not be built (a bad proxy, TLS setup, template).
+    #[error("channel {name}: {error}")]
+    Channel {
+        /// The channel's name.
+        name: String,
+        /// Why.
+        error: BuildError,
+    },
+}
 
 /// What a config builds: channels and the planner that routes to them.
 pub struct Built {
@@ -51,16 +99,17 @@ pub async fn build(
     silences: &SilenceBook,
     subscribers: &SubscriberBook,
     clock: &Clock,
-) -> Result<Built, Vec<String>> {
+) -> Result<Built, ReloadError> {
+    let one = |f: BuildFailure| ReloadError::Build(vec![f]);
     store
         .upsert_contacts(&config.contacts, clock.now())
         .await
-        .map_err(|e| vec![format!("cannot store the config's contacts: {e}")])?;
+        .map_err(|e| one(BuildFailure::StoreContacts(e)))?;
     let contacts = ContactBook::new(
         store
             .list_contacts()
             .await
-            .map_err(|e| vec![format!("cannot read the contact book: {e}")])?,
+            .map_err(|e| one(BuildFailure::ReadContacts(e)))?,
     );
     let ctx = ChannelContext {
         timezone: config.timezone,
@@ -73,11 +122,14 @@ pub async fn build(
     for c in &config.channels {
         match c.build(&ctx) {
             Ok(ch) => channels.push(Arc::new(ch)),
-            Err(e) => errors.push(format!("channel {}: {e}", c.name)),
+            Err(error) => errors.push(BuildFailure::Channel {
+                name: c.name.clone(),
+                error,
+            }),
         }
     }
     if !errors.is_empty() {
-        return Err(errors);
+        return Err(ReloadError::Build(errors));
     }
     let targets = channels
         .iter()
@@ -241,13 +293,11 @@ impl Reloader {
 
     /// Re-reads the config and, if it checks out, swaps it in. Returns a
     /// one-line summary, or every reason it was refused (nothing changed).
-    pub async fn reload(&self) -> Result<String, Vec<String>> {
+    pub async fn reload(&self) -> Result<String, ReloadError> {
         let Some(source) = &self.source else {
-            return Err(vec![
-                "alertrelay runs on its embedded defaults (no --config file): there is nothing to re-read".into(),
-            ]);
+            return Err(ReloadError::NoConfigFile);
         };
-        let new = source()?;
+        let new = source().map_err(ReloadError::Config)?;
         let mut current = self.current.lock().await;
         let mut errors = Vec::new();
         if new.listen != current.listen {
@@ -265,7 +315,7 @@ impl Reloader {
                 .map(ToString::to_string),
         );
         if !errors.is_empty() {
-            return Err(errors);
+            return Err(ReloadError::Refused(errors));
         }
         let built = build(
             &new,

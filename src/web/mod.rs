@@ -92,7 +92,8 @@ async fn reload(
             StatusCode::OK,
             Json(json!({ "status": "ok", "message": summary })),
         )),
-        Err(errors) => {
+        Err(e) => {
+            let errors = e.reasons();
             tracing::error!(errors = %errors.join("; "), "reload refused; the running config stays");
             Ok((
                 StatusCode::BAD_REQUEST,

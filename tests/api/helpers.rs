@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use alertrelay::app::Config;
 use alertrelay::clock::Clock;
+use alertrelay::config::{ConfigError, ConfigErrors};
 use alertrelay::startup::Application;
 use alertrelay::store::Store;
 use serde_json::{json, Value};
@@ -161,10 +162,17 @@ impl TestApp {
         std::fs::write(&file, yaml).expect("config file");
         let (base, url) = (dir.path().to_path_buf(), storage_url.clone());
         let source: alertrelay::app::reload::ConfigSource = Box::new(move || {
-            let yaml = std::fs::read_to_string(&file).map_err(|e| vec![e.to_string()])?;
+            let yaml = std::fs::read_to_string(&file).map_err(|e| ConfigErrors {
+                file: None,
+                errors: vec![ConfigError {
+                    line: 0,
+                    path: String::new(),
+                    message: e.to_string(),
+                }],
+            })?;
             let text = format!("listen: 127.0.0.1:0\nstorage: \"{url}\"\n{yaml}");
             Config::parse(&text, &base, &|_| None)
-                .map_err(|errs| errs.iter().map(ToString::to_string).collect())
+                .map_err(|errors| ConfigErrors { file: None, errors })
         });
         let app = Application::build_with_source(config, clock, Some(source))
             .await
