@@ -4,7 +4,7 @@
 //! `silenced` in the API; only its notifications are held back. When a
 //! silence ends (its time runs out, or it is deleted) while an alert it
 //! held back still fires, the alert is notified then (see
-//! `deliver::scheduler`). A silence with no end lasts until deleted: what
+//! `route::scheduler`). A silence with no end lasts until deleted: what
 //! uptime-check users call "remove host".
 //!
 //! The live set ([`SilenceBook`]) sits in memory so the ingest planner can

@@ -27,7 +27,7 @@ pub struct IngestRequest {
 }
 
 /// Decides which notifications a request's state changes cause. Implemented
-/// by `deliver::Planner`; the store calls it inside the ingest transaction so
+/// by `route::planner::Planner`; the store calls it inside the ingest transaction so
 /// notifications are committed together with the alerts.
 pub trait NotificationPlanner: Send + Sync {
     /// `alerts` are one request's alerts with what receiving each meant.

@@ -1,5 +1,5 @@
-//! What people and tools can ask alertrelay: the JSON API, health and
-//! metrics. (The HTML page comes in a later issue.)
+//! What people and tools can ask alertrelay: the JSON API, health,
+//! metrics and reload. There is no HTML page yet: `/` answers 404.
 
 pub mod api;
 

@@ -47,7 +47,7 @@ impl PostgresStore {
     /// Ingest with one fixed-shape statement per table: each column is bound
     /// as an array and expanded with `UNNEST`, so the server parses and plans
     /// each statement once per connection instead of once per batch size
-    /// (the multi-row `VALUES` of `sql_ingest`).
+    /// (as a multi-row `VALUES` would make it).
     pub(super) async fn ingest_unnest(
         &self,
         requests: &[IngestRequest],
