@@ -18,11 +18,12 @@ pub struct WebhookPayload {
     pub version: Option<String>,
     /// The alerts of the group.
     pub alerts: Vec<AmAlert>,
-    /// Alertmanager's link to itself.
+    /// Alertmanager's link to itself: checked to be a string, not used.
     #[serde(rename = "externalURL")]
-    pub external_url: Option<String>,
-    /// Group status, informational.
-    pub status: Option<String>,
+    _external_url: Option<String>,
+    /// Group status, informational: checked to be a string, not used.
+    #[serde(rename = "status")]
+    _status: Option<String>,
     /// Alerts left out because of `max_alerts`.
     #[serde(default)]
     pub truncated_alerts: u64,
