@@ -23,9 +23,10 @@ use crate::route::scheduler::Scheduler;
 use crate::route::subscribers::SubscriberBook;
 use crate::store::writer::IngestWriter;
 use crate::store::OutboxSignal;
-use crate::store::{self, Store};
+use crate::store::{self, NotificationState, Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::web::{self, WebState};
+use chrono::{DateTime, Utc};
 
 /// How long shutdown waits for sends in flight.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +41,39 @@ pub struct Application {
     channels: Vec<Arc<Channel>>,
     writer_task: JoinHandle<()>,
     scheduler: Scheduler,
+    idle: IdleProbe,
+}
+
+/// Tells whether this process has finished the work it was given: no
+/// outbox entry claimed and not yet recorded, no entry due and unclaimed,
+/// and a scheduler pass for every time up to the one asked about. Tests
+/// wait on it instead of sleeping a fixed time.
+#[derive(Clone)]
+pub struct IdleProbe {
+    signal: OutboxSignal,
+    store: Arc<dyn Store>,
+    clock: Clock,
+}
+
+impl IdleProbe {
+    /// The service's time now.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Whether everything due up to `since` has been handled and nothing
+    /// is being sent.
+    pub async fn idle_since(&self, since: DateTime<Utc>) -> Result<bool, StoreError> {
+        if !self.signal.idle_since(since) {
+            return Ok(false);
+        }
+        let pending = self
+            .store
+            .list_notifications(Some(NotificationState::Pending), None, None, 1000)
+            .await?;
+        let now = self.clock.now();
+        Ok(pending.items.iter().all(|n| n.next_attempt_at > now))
+    }
 }
 
 impl Application {
@@ -133,10 +167,15 @@ impl Application {
             access: reloader.ui_access.clone(),
             metrics,
             channels: reloader.channel_names.clone(),
-            clock,
-            signal,
+            clock: clock.clone(),
+            signal: signal.clone(),
             silences,
             reloader: reloader.clone(),
+        };
+        let idle = IdleProbe {
+            signal,
+            store: store.clone(),
+            clock,
         };
         let router = axum::Router::new()
             .merge(ingest::routes(ingest_state))
@@ -155,7 +194,13 @@ impl Application {
             channels,
             writer_task,
             scheduler,
+            idle,
         })
+    }
+
+    /// A probe of whether this process is idle, for tests.
+    pub fn idle_probe(&self) -> IdleProbe {
+        self.idle.clone()
     }
 
     /// The bound port (useful with port 0).
@@ -190,6 +235,7 @@ impl Application {
             channels,
             writer_task,
             scheduler,
+            idle: _,
         } = self;
         let shutdown = CancellationToken::new();
         reloader.start_workers(channels).await;

@@ -181,6 +181,7 @@ impl Outbox {
                     }
                 }
             }
+            self.signal.set_claimed(&name, claimed.len());
             if full_batch {
                 continue;
             }
@@ -189,6 +190,7 @@ impl Outbox {
                 _ = wake.notified() => {}
                 Some(done) = inflight.set.join_next_with_id(), if !inflight.set.is_empty() => {
                     self.finished(done, &mut claimed, &mut sends, &mut inflight, &channel);
+                    self.signal.set_claimed(&name, claimed.len());
                 }
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
@@ -221,6 +223,7 @@ impl Outbox {
         if let Err(e) = self.store.release(&unfinished).await {
             tracing::error!(channel = %name, error = %e, "cannot release claims at shutdown");
         }
+        self.signal.set_claimed(&name, 0);
     }
 
     fn start(&self, inflight: &mut Inflight, channel: &Arc<dyn Sink>, b: Bundle) {

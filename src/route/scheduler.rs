@@ -119,6 +119,7 @@ impl Scheduler {
                 if let Err(e) = self.end_flapping(now).await {
                     tracing::error!(error = %e, "cannot end flapping; retrying");
                 }
+                self.signal.scheduled(now);
             }
         })
     }

@@ -1,10 +1,14 @@
 //! The outbox's doorbell: whoever writes outbox rows (ingest, the scheduler,
 //! a re-send) rings it after the commit, so the channel's worker looks now
-//! instead of at its next poll.
+//! instead of at its next poll. Beside it, how far the work it rings for
+//! has got in this process (what the workers hold, the time the scheduler
+//! last handled), so a test waits until this process is idle instead of
+//! sleeping a fixed time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 /// Wakes channel workers when the outbox got new entries. One per process:
@@ -13,6 +17,15 @@ use tokio::sync::Notify;
 #[derive(Clone, Default)]
 pub struct OutboxSignal {
     per_channel: Arc<std::sync::Mutex<HashMap<String, Arc<Notify>>>>,
+    progress: Arc<std::sync::Mutex<Progress>>,
+}
+
+#[derive(Default)]
+struct Progress {
+    /// Entries each channel's worker has claimed and not yet recorded.
+    claimed: HashMap<String, usize>,
+    /// The time the scheduler's last full pass was for.
+    scheduled: Option<DateTime<Utc>>,
 }
 
 impl OutboxSignal {
@@ -35,6 +48,29 @@ impl OutboxSignal {
     /// The wake-up of one channel's worker.
     pub fn get(&self, channel: &str) -> Arc<Notify> {
         self.lock().entry(channel.to_string()).or_default().clone()
+    }
+
+    /// A channel's worker now holds `n` claimed entries (0: none).
+    pub fn set_claimed(&self, channel: &str, n: usize) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        if n == 0 {
+            p.claimed.remove(channel);
+        } else {
+            p.claimed.insert(channel.to_string(), n);
+        }
+    }
+
+    /// The scheduler finished its pass for `now`.
+    pub fn scheduled(&self, now: DateTime<Utc>) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.scheduled = Some(p.scheduled.map_or(now, |t| t.max(now)));
+    }
+
+    /// Whether this process holds no claimed entry and its scheduler has
+    /// handled every time up to `since`.
+    pub fn idle_since(&self, since: DateTime<Utc>) -> bool {
+        let p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        p.claimed.is_empty() && p.scheduled.is_some_and(|t| t >= since)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {

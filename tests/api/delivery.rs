@@ -342,7 +342,7 @@ async fn routes_send_each_alert_where_its_labels_say(db: Db) {
     app.post_ok(&am_payload(vec![test_host])).await;
     app.post_ok(&am_payload(vec![info])).await;
     app.wait_notifications("sent", 5, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.wait_idle().await;
     let texts = |f: &FakeTelegram| {
         f.messages()
             .iter()
@@ -457,7 +457,8 @@ async fn replicas_on_postgres_send_each_notification_once() {
         .await;
     }
     a.wait_notifications("sent", 30, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.wait_idle().await;
+    b.wait_idle().await;
     let msgs = tg.messages();
     assert_eq!(msgs.len(), 30, "one message per webhook, no duplicates");
     for i in 0..30 {

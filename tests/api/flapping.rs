@@ -69,7 +69,7 @@ async fn post_changes(
 /// Nothing more than `n` messages: everything planned is sent or was never
 /// queued.
 async fn assert_told_exactly(app: &TestApp, fake: &FakeTelegram, n: usize) {
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.wait_idle().await;
     assert!(app.notifications("pending").await.is_empty());
     let msgs = fake.messages();
     assert_eq!(msgs.len(), n, "{msgs:#?}");
@@ -275,7 +275,6 @@ async fn a_silence_ending_while_flapping_leaves_it_to_the_stable_message(db: Db)
         .await;
     assert_eq!(status, 200, "{body}");
     clock.advance(chrono::Duration::seconds(1));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_told_exactly(&app, &fake, 4).await;
     clock.advance(chrono::Duration::minutes(2));
     let msgs = fake.wait_for_messages(5, WAIT).await;

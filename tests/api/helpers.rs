@@ -11,7 +11,7 @@ use std::time::Duration;
 use alertrelay::app::Config;
 use alertrelay::clock::Clock;
 use alertrelay::config::{ConfigError, ConfigErrors};
-use alertrelay::startup::Application;
+use alertrelay::startup::{Application, IdleProbe};
 use alertrelay::store::Store;
 use serde_json::{json, Value};
 use tempfile::TempDir;
@@ -91,6 +91,7 @@ pub struct TestApp {
     schema: Option<String>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
+    idle: IdleProbe,
 }
 
 /// Fast retries so failure paths finish in well under a second.
@@ -179,6 +180,7 @@ impl TestApp {
             .expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let store = app.store();
+        let idle = app.idle_probe();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(app.run_until_stopped(async move {
             let _ = rx.await;
@@ -199,6 +201,7 @@ impl TestApp {
             schema,
             stop: Some(tx),
             task: Some(task),
+            idle,
         }
     }
 
@@ -364,6 +367,26 @@ impl TestApp {
                 );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until this app has handled everything due by now: the
+    /// scheduler has run for this time, nothing is claimed or in flight,
+    /// nothing due is waiting. "Nothing more was sent" is then a fact, not
+    /// a guess after a sleep.
+    pub async fn wait_idle(&self) {
+        let since = self.idle.now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.idle.idle_since(since).await.expect("store answers") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not idle after 20 s: {:#?}",
+                self.notifications("pending").await
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

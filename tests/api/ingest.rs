@@ -57,7 +57,7 @@ async fn resends_are_seen_not_notified_and_resolve_is_notified_once(db: Db) {
     let msgs = tg
         .wait_for_messages(2, std::time::Duration::from_secs(5))
         .await;
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.wait_idle().await;
     assert_eq!(
         tg.messages().len(),
         2,
