@@ -35,6 +35,8 @@ struct Script {
 struct FakeSink {
     pacer: Pacer,
     script: Mutex<Script>,
+    /// When set, each send waits for a permit: a send that takes its time.
+    gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl FakeSink {
@@ -45,6 +47,15 @@ impl FakeSink {
                 answers,
                 ..Script::default()
             }),
+            gate: None,
+        })
+    }
+
+    fn gated(gate: Arc<tokio::sync::Semaphore>) -> Arc<Self> {
+        Arc::new(Self {
+            pacer: Pacer::new(&[]),
+            script: Mutex::new(Script::default()),
+            gate: Some(gate),
         })
     }
 
@@ -69,6 +80,9 @@ impl Sink for FakeSink {
         group: &AlertGroup,
         parts_done: u32,
     ) -> Result<(), DeliveryError> {
+        if let Some(gate) = &self.gate {
+            let _permit = gate.acquire().await.expect("gate open");
+        }
         let mut s = self.script.lock().expect("script");
         let names = group
             .alerts
@@ -367,6 +381,38 @@ async fn a_dead_workers_claim_is_taken_over_once_its_lease_runs_out() {
     assert_eq!(
         all[0].attempts, 2,
         "the dead worker's claim counted as an attempt"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_long_send_keeps_its_lease_as_the_service_clock_moves() {
+    let rig = rig().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let sink = FakeSink::gated(gate.clone());
+    rig.queue(vec![note("DiskFull", "chat-1", None)]).await;
+    let stop = rig.spawn(sink.clone());
+    let claimed = rig.until("claimed", |a| a[0].attempts == 1).await;
+    // Claimed with a 20 s lease (the claim moves next_attempt_at to it).
+    assert_eq!(
+        claimed[0].next_attempt_at,
+        start() + chrono::Duration::seconds(20)
+    );
+    // The send hangs while the clock passes the first lease, twice over.
+    for step in 1..=8i64 {
+        rig.clock.advance(chrono::Duration::seconds(6));
+        rig.signal.wake_all();
+        let until = start() + chrono::Duration::seconds(6 * step + 20);
+        rig.until("lease renewed", |a| a[0].next_attempt_at == until)
+            .await;
+    }
+    gate.add_permits(1);
+    let all = rig
+        .until("sent", |a| states(a) == vec![NotificationState::Sent])
+        .await;
+    assert_eq!(
+        all[0].attempts, 1,
+        "nobody took the claim over while it was renewed"
     );
     stop.cancel();
 }

@@ -104,7 +104,9 @@ impl Outbox {
         let mut sends = DestinationQueues::default();
         let mut inflight = Inflight::default();
         let mut claimed: HashSet<i64> = HashSet::new();
-        let mut last_renew = tokio::time::Instant::now();
+        // Leases are compared with the service's clock, so they are renewed
+        // by it too.
+        let mut last_renew = self.clock.now();
         loop {
             if shutdown.is_cancelled() {
                 break;
@@ -112,11 +114,12 @@ impl Outbox {
             while let Some(done) = inflight.set.try_join_next_with_id() {
                 self.finished(done, &mut claimed, &mut sends, &mut inflight, &channel);
             }
-            if last_renew.elapsed() >= RENEW_EVERY {
-                last_renew = tokio::time::Instant::now();
+            let now = self.clock.now();
+            if now < last_renew || after(last_renew, RENEW_EVERY) <= now {
+                last_renew = now;
                 if !claimed.is_empty() {
                     let ids: Vec<i64> = claimed.iter().copied().collect();
-                    if let Err(e) = self.store.renew(&ids, after(self.clock.now(), LEASE)).await {
+                    if let Err(e) = self.store.renew(&ids, after(now, LEASE)).await {
                         tracing::error!(channel = %name, error = %e, "cannot renew outbox leases");
                     }
                 }
