@@ -232,11 +232,19 @@ impl Metrics {
     }
 }
 
+/// The log file could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open log file {path}: {source}")]
+pub struct LogFileError {
+    path: String,
+    source: std::io::Error,
+}
+
 /// Sets up logging: to `log_file` when given, else stderr; level from
 /// `RUST_LOG` (default info). Returns a guard that flushes a file log on drop.
 pub fn init_logging(
     log_file: Option<&Path>,
-) -> anyhow::Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>, LogFileError> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     match log_file {
@@ -245,7 +253,10 @@ pub fn init_logging(
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|e| anyhow::anyhow!("cannot open log file {}: {e}", path.display()))?;
+                .map_err(|source| LogFileError {
+                    path: path.display().to_string(),
+                    source,
+                })?;
             let (writer, guard) = tracing_appender::non_blocking(file);
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(filter)
