@@ -20,6 +20,7 @@ mod rows;
 mod signal;
 mod sql;
 pub mod sqlite;
+mod statements;
 pub mod writer;
 
 use std::sync::Arc;

@@ -2,6 +2,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::store::statements::{
+    ADD_SUBSCRIPTION, FORGET_CHAT_SUBSCRIPTIONS, LEASE_UPDATES, LIST_CHATS, LIST_SUBSCRIPTIONS,
+    RELEASE_UPDATES, REMOVE_SUBSCRIPTION, SAVE_UPDATE_OFFSET, UNREGISTER_CHAT,
+};
 use crate::store::{chat_records, to_micros, ChatRecord, StoreError, SubscriptionPattern};
 
 use super::PostgresStore;
@@ -36,12 +40,12 @@ impl PostgresStore {
         chat_id: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.write.begin().await?;
-        sqlx::query("DELETE FROM chat_subscriptions WHERE channel = $1 AND chat_id = $2")
+        sqlx::query(FORGET_CHAT_SUBSCRIPTIONS.postgres())
             .bind(channel)
             .bind(chat_id)
             .execute(&mut *tx)
             .await?;
-        let done = sqlx::query("DELETE FROM telegram_chats WHERE channel = $1 AND chat_id = $2")
+        let done = sqlx::query(UNREGISTER_CHAT.postgres())
             .bind(channel)
             .bind(chat_id)
             .execute(&mut *tx)
@@ -51,16 +55,13 @@ impl PostgresStore {
     }
 
     pub(super) async fn list_chats(&self) -> Result<Vec<ChatRecord>, StoreError> {
-        let chats: Vec<crate::store::ChatRow> = sqlx::query_as(
-            "SELECT channel, chat_id, username, registered_by, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        let subs: Vec<crate::store::SubscriptionRow> = sqlx::query_as(
-            "SELECT id, channel, chat_id, kind, pattern FROM chat_subscriptions ORDER BY id",
-        )
-        .fetch_all(&self.read)
-        .await?;
+        let chats: Vec<crate::store::ChatRow> = sqlx::query_as(LIST_CHATS.postgres())
+            .fetch_all(&self.read)
+            .await?;
+        let subs: Vec<crate::store::SubscriptionRow> =
+            sqlx::query_as(LIST_SUBSCRIPTIONS.postgres())
+                .fetch_all(&self.read)
+                .await?;
         chat_records(chats, subs)
     }
 
@@ -71,16 +72,14 @@ impl PostgresStore {
         pattern: &SubscriptionPattern,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO chat_subscriptions (channel, chat_id, kind, pattern, created_at) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(channel)
-        .bind(chat_id)
-        .bind(pattern.kind())
-        .bind(pattern.text())
-        .bind(to_micros(now))
-        .execute(&self.write)
-        .await?;
+        sqlx::query(ADD_SUBSCRIPTION.postgres())
+            .bind(channel)
+            .bind(chat_id)
+            .bind(pattern.kind())
+            .bind(pattern.text())
+            .bind(to_micros(now))
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -91,16 +90,16 @@ impl PostgresStore {
         id: Option<i64>,
     ) -> Result<u64, StoreError> {
         let done = match id {
-            Some(id) => sqlx::query(
-                "DELETE FROM chat_subscriptions WHERE channel = $1 AND chat_id = $2 AND id = $3",
-            )
-            .bind(channel)
-            .bind(chat_id)
-            .bind(id)
-            .execute(&self.write)
-            .await?,
+            Some(id) => {
+                sqlx::query(REMOVE_SUBSCRIPTION.postgres())
+                    .bind(channel)
+                    .bind(chat_id)
+                    .bind(id)
+                    .execute(&self.write)
+                    .await?
+            }
             None => {
-                sqlx::query("DELETE FROM chat_subscriptions WHERE channel = $1 AND chat_id = $2")
+                sqlx::query(FORGET_CHAT_SUBSCRIPTIONS.postgres())
                     .bind(channel)
                     .bind(chat_id)
                     .execute(&self.write)
@@ -119,19 +118,13 @@ impl PostgresStore {
     ) -> Result<Option<i64>, StoreError> {
         // One statement: the row lock makes two replicas taking a free
         // lease at once come out one holder.
-        let offset: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO telegram_polls (channel, update_offset, holder, lease_until) VALUES ($1, 0, $2, $3)
-             ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until
-             WHERE telegram_polls.holder IS NULL OR telegram_polls.holder = excluded.holder
-                OR telegram_polls.lease_until IS NULL OR telegram_polls.lease_until <= $4
-             RETURNING update_offset",
-        )
-        .bind(channel)
-        .bind(holder)
-        .bind(to_micros(until))
-        .bind(to_micros(now))
-        .fetch_optional(&self.write)
-        .await?;
+        let offset: Option<i64> = sqlx::query_scalar(LEASE_UPDATES.postgres())
+            .bind(channel)
+            .bind(holder)
+            .bind(to_micros(until))
+            .bind(to_micros(now))
+            .fetch_optional(&self.write)
+            .await?;
         Ok(offset)
     }
 
@@ -141,14 +134,12 @@ impl PostgresStore {
         holder: &str,
         offset: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE telegram_polls SET update_offset = $3 WHERE channel = $1 AND holder = $2 AND update_offset < $3",
-        )
-        .bind(channel)
-        .bind(holder)
-        .bind(offset)
-        .execute(&self.write)
-        .await?;
+        sqlx::query(SAVE_UPDATE_OFFSET.postgres())
+            .bind(channel)
+            .bind(holder)
+            .bind(offset)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -157,13 +148,11 @@ impl PostgresStore {
         channel: &str,
         holder: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE telegram_polls SET holder = NULL, lease_until = NULL WHERE channel = $1 AND holder = $2",
-        )
-        .bind(channel)
-        .bind(holder)
-        .execute(&self.write)
-        .await?;
+        sqlx::query(RELEASE_UPDATES.postgres())
+            .bind(channel)
+            .bind(holder)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use crate::model::alert::{Ack, Fingerprint};
 use crate::model::flapping::FlapRow;
 use crate::store::sql::alert_upsert_on_conflict;
+use crate::store::statements::COUNT_THROTTLED_REPEAT;
 use crate::store::{
     flap_candidates, plan_batch, to_micros, Current, IngestRequest, NotificationPlanner, StoreError,
 };
@@ -187,15 +188,12 @@ impl PostgresStore {
         }
         write_windows(&mut tx, &write.notifications, now_us).await?;
         for (channel, fp) in &write.repeats {
-            sqlx::query(
-                "UPDATE throttle_windows SET repeats = repeats + 1
-                 WHERE channel = $1 AND fingerprint = $2 AND until > $3",
-            )
-            .bind(channel)
-            .bind(fp)
-            .bind(now_us)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(COUNT_THROTTLED_REPEAT.postgres())
+                .bind(channel)
+                .bind(fp)
+                .bind(now_us)
+                .execute(&mut *tx)
+                .await?;
         }
         if !write.flaps.is_empty() {
             let fps: Vec<&str> = write.flaps.iter().map(|(f, _)| f.as_str()).collect();

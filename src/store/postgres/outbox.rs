@@ -7,6 +7,7 @@ use sqlx::{Postgres, Transaction};
 use super::timed::write_windows;
 use super::PostgresStore;
 use crate::store::sql::push_id_list;
+use crate::store::statements::RELEASE_ALL_CLAIMS;
 use crate::store::{
     due_us, to_micros, DestinationFilter, NewNotification, Notification, NotificationRow,
     StoreError,
@@ -253,7 +254,7 @@ impl PostgresStore {
     }
 
     pub(super) async fn release_all_claims(&self) -> Result<(), StoreError> {
-        sqlx::query("UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at WHERE state = 'pending' AND claimed_until IS NOT NULL")
+        sqlx::query(RELEASE_ALL_CLAIMS.postgres())
             .execute(&self.write)
             .await?;
         Ok(())

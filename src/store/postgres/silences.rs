@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::model::silence::{NewSilence, Silence};
+use crate::store::statements::SILENCE_END_HANDLED;
 use crate::store::{
     matchers_json, to_micros, NewNotification, SilenceRow, StoreError, SILENCE_COLUMNS,
 };
@@ -75,7 +76,7 @@ impl PostgresStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
-        sqlx::query("UPDATE silences SET end_handled = 1, end_claimed_until = NULL WHERE id = $1")
+        sqlx::query(SILENCE_END_HANDLED.postgres())
             .bind(id)
             .execute(&mut *tx)
             .await?;

@@ -7,6 +7,10 @@ use sqlx::{Postgres, Transaction};
 use chrono::{DateTime, Utc};
 
 use crate::model::flapping::StableDue;
+use crate::store::statements::{
+    CLOSE_THROTTLE_WINDOW, DELETE_DIGEST_SCHEDULE, DIGEST_SCHEDULES, END_FLAPPING,
+    NEXT_DIGEST_PERIOD, OPEN_THROTTLE_WINDOW, SET_REMINDER, UPSERT_DIGEST_SCHEDULE,
+};
 use crate::store::{
     reminders_of, to_micros, window_changes, DigestSchedule, DueDigest, NewNotification, Reminder,
     StoreError, ThrottleWindow, Timed,
@@ -22,42 +26,32 @@ pub(super) async fn write_windows(
 ) -> Result<(), StoreError> {
     let windows = window_changes(notifications);
     for (channel, fp, starts, every) in windows.open {
-        sqlx::query(
-            "INSERT INTO throttle_windows (channel, fingerprint, starts_at, opened_at, until, every_us, repeats)
-             VALUES ($1, $2, $3, $4, $5, $6, 0)
-             ON CONFLICT (channel, fingerprint) DO UPDATE SET starts_at = excluded.starts_at,
-               opened_at = excluded.opened_at, until = excluded.until, every_us = excluded.every_us,
-               repeats = 0, claimed_until = NULL",
-        )
-        .bind(channel)
-        .bind(fp)
-        .bind(starts)
-        .bind(now_us)
-        .bind(now_us.saturating_add(every))
-        .bind(every)
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(OPEN_THROTTLE_WINDOW.postgres())
+            .bind(channel)
+            .bind(fp)
+            .bind(starts)
+            .bind(now_us)
+            .bind(now_us.saturating_add(every))
+            .bind(every)
+            .execute(&mut **tx)
+            .await?;
     }
     for (channel, fp) in windows.close {
-        sqlx::query("DELETE FROM throttle_windows WHERE channel = $1 AND fingerprint = $2")
+        sqlx::query(CLOSE_THROTTLE_WINDOW.postgres())
             .bind(channel)
             .bind(fp)
             .execute(&mut **tx)
             .await?;
     }
     for (channel, fp, starts, every) in reminders_of(notifications) {
-        sqlx::query(
-            "INSERT INTO reminders (channel, fingerprint, starts_at, every_us, next_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (channel, fingerprint) DO UPDATE SET starts_at = excluded.starts_at,
-               every_us = excluded.every_us, next_at = excluded.next_at, claimed_until = NULL",
-        )
-        .bind(channel)
-        .bind(fp)
-        .bind(starts)
-        .bind(every)
-        .bind(now_us.saturating_add(every))
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query(SET_REMINDER.postgres())
+            .bind(channel)
+            .bind(fp)
+            .bind(starts)
+            .bind(every)
+            .bind(now_us.saturating_add(every))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -155,7 +149,7 @@ impl PostgresStore {
 
     pub(super) async fn digest_schedules(&self) -> Result<Vec<DigestSchedule>, StoreError> {
         let rows: Vec<(String, String, i64, i64, i64)> =
-            sqlx::query_as("SELECT channel, scope, period_us, period_start, due_at FROM digests")
+            sqlx::query_as(DIGEST_SCHEDULES.postgres())
                 .fetch_all(&self.write)
                 .await?;
         rows.into_iter().map(DigestSchedule::from_row).collect()
@@ -169,22 +163,17 @@ impl PostgresStore {
         let mut tx = self.write.begin().await?;
         for d in upsert {
             let (channel, scope, period, start, due) = d.to_row();
-            sqlx::query(
-                "INSERT INTO digests (channel, scope, period_us, period_start, due_at)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (channel, scope) DO UPDATE SET period_us = excluded.period_us,
-                   period_start = excluded.period_start, due_at = excluded.due_at",
-            )
-            .bind(channel)
-            .bind(scope)
-            .bind(period)
-            .bind(start)
-            .bind(due)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(UPSERT_DIGEST_SCHEDULE.postgres())
+                .bind(channel)
+                .bind(scope)
+                .bind(period)
+                .bind(start)
+                .bind(due)
+                .execute(&mut *tx)
+                .await?;
         }
         for (c, s) in drop {
-            sqlx::query("DELETE FROM digests WHERE channel = $1 AND scope = $2")
+            sqlx::query(DELETE_DIGEST_SCHEDULE.postgres())
                 .bind(c)
                 .bind(s)
                 .execute(&mut *tx)
@@ -266,19 +255,16 @@ impl PostgresStore {
         insert_notifications(&mut tx, &notifications, to_micros(now)).await?;
         match next {
             Some((start, due)) => {
-                sqlx::query(
-                    "UPDATE digests SET period_start = $1, due_at = $2, claimed_until = NULL
-                     WHERE channel = $3 AND scope = $4",
-                )
-                .bind(to_micros(start))
-                .bind(to_micros(due))
-                .bind(channel)
-                .bind(scope)
-                .execute(&mut *tx)
-                .await?
+                sqlx::query(NEXT_DIGEST_PERIOD.postgres())
+                    .bind(to_micros(start))
+                    .bind(to_micros(due))
+                    .bind(channel)
+                    .bind(scope)
+                    .execute(&mut *tx)
+                    .await?
             }
             None => {
-                sqlx::query("DELETE FROM digests WHERE channel = $1 AND scope = $2")
+                sqlx::query(DELETE_DIGEST_SCHEDULE.postgres())
                     .bind(channel)
                     .bind(scope)
                     .execute(&mut *tx)
@@ -299,14 +285,11 @@ impl PostgresStore {
         // The alert's ingest lock: a change being ingested now either
         // committed before (and moved stable_at) or waits for this.
         Self::lock_fingerprints(&mut tx, std::slice::from_ref(&due.fingerprint)).await?;
-        let done = sqlx::query(
-            "UPDATE flapping SET flapping_since = NULL, stable_at = NULL, flapped = 0, lease_until = NULL
-             WHERE fingerprint = $1 AND stable_at = $2",
-        )
-        .bind(&due.fingerprint)
-        .bind(due.stable_at)
-        .execute(&mut *tx)
-        .await?;
+        let done = sqlx::query(END_FLAPPING.postgres())
+            .bind(&due.fingerprint)
+            .bind(due.stable_at)
+            .execute(&mut *tx)
+            .await?;
         if done.rows_affected() != 1 {
             tx.rollback().await?;
             return Ok(false);

@@ -3,16 +3,13 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension};
 
+use crate::store::statements::{
+    ADD_SUBSCRIPTION, FORGET_CHAT_SUBSCRIPTIONS, LEASE_UPDATES, LIST_CHATS, LIST_SUBSCRIPTIONS,
+    RELEASE_UPDATES, REMOVE_SUBSCRIPTION, SAVE_UPDATE_OFFSET, UNREGISTER_CHAT,
+};
 use crate::store::{chat_records, to_micros, ChatRecord, StoreError, SubscriptionPattern};
 
 use super::SqliteStore;
-/// Takes the getUpdates lease of a channel if it is free, expired or
-/// ours; answers the offset only then.
-pub(super) const LEASE_UPDATES: &str = "INSERT INTO telegram_polls (channel, update_offset, holder, lease_until) VALUES (?1, 0, ?2, ?3)
-     ON CONFLICT (channel) DO UPDATE SET holder = excluded.holder, lease_until = excluded.lease_until
-     WHERE telegram_polls.holder IS NULL OR telegram_polls.holder = excluded.holder
-        OR telegram_polls.lease_until IS NULL OR telegram_polls.lease_until <= ?4
-     RETURNING update_offset";
 
 impl SqliteStore {
     pub(super) async fn register_chat(
@@ -48,12 +45,10 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let channel = channel.to_string();
         self.write_with(move |conn| {
-            conn.prepare_cached(
-                "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2",
-            )?
-            .execute(params![channel, chat_id])?;
+            conn.prepare_cached(FORGET_CHAT_SUBSCRIPTIONS.sqlite())?
+                .execute(params![channel, chat_id])?;
             let n = conn
-                .prepare_cached("DELETE FROM telegram_chats WHERE channel = ?1 AND chat_id = ?2")?
+                .prepare_cached(UNREGISTER_CHAT.sqlite())?
                 .execute(params![channel, chat_id])?;
             Ok(n > 0)
         })
@@ -64,16 +59,12 @@ impl SqliteStore {
         // The read pool: the scheduler re-reads this periodically, and the
         // writer thread has better things to do. A write has committed
         // before it returns, so what a command just changed is seen.
-        let chats: Vec<crate::store::ChatRow> = sqlx::query_as(
-            "SELECT channel, chat_id, username, registered_by, registered_at FROM telegram_chats ORDER BY channel, registered_at, chat_id",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        let subs: Vec<crate::store::SubscriptionRow> = sqlx::query_as(
-            "SELECT id, channel, chat_id, kind, pattern FROM chat_subscriptions ORDER BY id",
-        )
-        .fetch_all(&self.read)
-        .await?;
+        let chats: Vec<crate::store::ChatRow> = sqlx::query_as(LIST_CHATS.sqlite())
+            .fetch_all(&self.read)
+            .await?;
+        let subs: Vec<crate::store::SubscriptionRow> = sqlx::query_as(LIST_SUBSCRIPTIONS.sqlite())
+            .fetch_all(&self.read)
+            .await?;
         chat_records(chats, subs)
     }
 
@@ -90,10 +81,8 @@ impl SqliteStore {
             pattern.text().to_string(),
         );
         self.write_with(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO chat_subscriptions (channel, chat_id, kind, pattern, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![channel, chat_id, kind, text, to_micros(now)])?;
+            conn.prepare_cached(ADD_SUBSCRIPTION.sqlite())?
+                .execute(params![channel, chat_id, kind, text, to_micros(now)])?;
             Ok(())
         })
         .await
@@ -109,14 +98,10 @@ impl SqliteStore {
         self.write_with(move |conn| {
             let n = match id {
                 Some(id) => conn
-                    .prepare_cached(
-                        "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2 AND id = ?3",
-                    )?
+                    .prepare_cached(REMOVE_SUBSCRIPTION.sqlite())?
                     .execute(params![channel, chat_id, id])?,
                 None => conn
-                    .prepare_cached(
-                        "DELETE FROM chat_subscriptions WHERE channel = ?1 AND chat_id = ?2",
-                    )?
+                    .prepare_cached(FORGET_CHAT_SUBSCRIPTIONS.sqlite())?
                     .execute(params![channel, chat_id])?,
             };
             Ok(n as u64)
@@ -134,7 +119,7 @@ impl SqliteStore {
         let (channel, holder) = (channel.to_string(), holder.to_string());
         self.write_with(move |conn| {
             Ok(conn
-                .prepare_cached(LEASE_UPDATES)?
+                .prepare_cached(LEASE_UPDATES.sqlite())?
                 .query_row(
                     params![channel, holder, to_micros(until), to_micros(now)],
                     |r| r.get(0),
@@ -152,10 +137,8 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let (channel, holder) = (channel.to_string(), holder.to_string());
         self.write_with(move |conn| {
-            conn.prepare_cached(
-                "UPDATE telegram_polls SET update_offset = ?3 WHERE channel = ?1 AND holder = ?2 AND update_offset < ?3",
-            )?
-            .execute(params![channel, holder, offset])?;
+            conn.prepare_cached(SAVE_UPDATE_OFFSET.sqlite())?
+                .execute(params![channel, holder, offset])?;
             Ok(())
         })
         .await
@@ -168,10 +151,8 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let (channel, holder) = (channel.to_string(), holder.to_string());
         self.write_with(move |conn| {
-            conn.prepare_cached(
-                "UPDATE telegram_polls SET holder = NULL, lease_until = NULL WHERE channel = ?1 AND holder = ?2",
-            )?
-            .execute(params![channel, holder])?;
+            conn.prepare_cached(RELEASE_UPDATES.sqlite())?
+                .execute(params![channel, holder])?;
             Ok(())
         })
         .await

@@ -11,6 +11,7 @@ use super::fp_index::{FingerprintIndex, IdMap};
 use super::outbox::insert_notifications;
 use crate::model::alert::{Ack, Fingerprint};
 use crate::model::flapping::FlapRow;
+use crate::store::statements::COUNT_THROTTLED_REPEAT;
 use crate::store::{
     flap_candidates, plan_batch, to_micros, Current, IngestRequest, NotificationPlanner, StoreError,
 };
@@ -160,10 +161,7 @@ pub(super) fn ingest_blocking(
         }
         insert_notifications(tx, &write.notifications, now_us)?;
         if !write.repeats.is_empty() {
-            let mut count = tx.prepare_cached(
-                "UPDATE throttle_windows SET repeats = repeats + 1
-                 WHERE channel = ?1 AND fingerprint = ?2 AND until > ?3",
-            )?;
+            let mut count = tx.prepare_cached(COUNT_THROTTLED_REPEAT.sqlite())?;
             for (channel, fp) in &write.repeats {
                 count.execute(params![channel, fp, now_us])?;
             }

@@ -4,6 +4,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 
+use crate::store::statements::{
+    CLOSE_THROTTLE_WINDOW, OPEN_THROTTLE_WINDOW, RELEASE_ALL_CLAIMS, SET_REMINDER,
+};
 use crate::store::{
     due_us, reminders_of, to_micros, window_changes, DestinationFilter, NewNotification,
     Notification, NotificationRow, StoreError,
@@ -39,13 +42,7 @@ pub(super) fn insert_notifications(
     }
     let windows = window_changes(notifications);
     if !windows.open.is_empty() {
-        let mut open = conn.prepare_cached(
-            "INSERT INTO throttle_windows (channel, fingerprint, starts_at, opened_at, until, every_us, repeats)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)
-             ON CONFLICT (channel, fingerprint) DO UPDATE SET starts_at = excluded.starts_at,
-               opened_at = excluded.opened_at, until = excluded.until, every_us = excluded.every_us,
-               repeats = 0, claimed_until = NULL",
-        )?;
+        let mut open = conn.prepare_cached(OPEN_THROTTLE_WINDOW.sqlite())?;
         for (channel, fp, starts, every) in windows.open {
             open.execute(params![
                 channel,
@@ -58,20 +55,14 @@ pub(super) fn insert_notifications(
         }
     }
     if !windows.close.is_empty() {
-        let mut close = conn.prepare_cached(
-            "DELETE FROM throttle_windows WHERE channel = ?1 AND fingerprint = ?2",
-        )?;
+        let mut close = conn.prepare_cached(CLOSE_THROTTLE_WINDOW.sqlite())?;
         for (channel, fp) in windows.close {
             close.execute(params![channel, fp])?;
         }
     }
     let reminders = reminders_of(notifications);
     if !reminders.is_empty() {
-        let mut remind = conn.prepare_cached(
-            "INSERT INTO reminders (channel, fingerprint, starts_at, every_us, next_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (channel, fingerprint) DO UPDATE SET starts_at = excluded.starts_at,
-               every_us = excluded.every_us, next_at = excluded.next_at, claimed_until = NULL",
-        )?;
+        let mut remind = conn.prepare_cached(SET_REMINDER.sqlite())?;
         for (channel, fp, starts, every) in reminders {
             remind.execute(params![
                 channel,
@@ -261,10 +252,7 @@ impl SqliteStore {
 
     pub(super) async fn release_all_claims(&self) -> Result<(), StoreError> {
         self.write_with(|conn| {
-            conn.execute(
-                "UPDATE notifications SET claimed_until = NULL, next_attempt_at = created_at WHERE state = 'pending' AND claimed_until IS NOT NULL",
-                [],
-            )?;
+            conn.execute(RELEASE_ALL_CLAIMS.sqlite(), [])?;
             // Only this process uses the file: a getUpdates lease left by
             // a crash is nobody's.
             conn.execute(

@@ -5,6 +5,7 @@ use rusqlite::params;
 
 use super::outbox::insert_notifications;
 use crate::model::silence::{NewSilence, Silence};
+use crate::store::statements::SILENCE_END_HANDLED;
 use crate::store::{
     matchers_json, to_micros, NewNotification, SilenceRow, StoreError, SILENCE_COLUMNS,
 };
@@ -86,10 +87,8 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         self.write_with(move |conn| {
             insert_notifications(conn, &notifications, to_micros(now))?;
-            conn.prepare_cached(
-                "UPDATE silences SET end_handled = 1, end_claimed_until = NULL WHERE id = ?1",
-            )?
-            .execute(params![id])?;
+            conn.prepare_cached(SILENCE_END_HANDLED.sqlite())?
+                .execute(params![id])?;
             Ok(())
         })
         .await

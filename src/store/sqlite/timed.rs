@@ -7,6 +7,10 @@ use rusqlite::params;
 
 use super::outbox::insert_notifications;
 use crate::model::flapping::StableDue;
+use crate::store::statements::{
+    DELETE_DIGEST_SCHEDULE, DIGEST_SCHEDULES, END_FLAPPING, NEXT_DIGEST_PERIOD,
+    UPSERT_DIGEST_SCHEDULE,
+};
 use crate::store::{
     to_micros, DigestSchedule, DueDigest, NewNotification, Reminder, StoreError, ThrottleWindow,
     Timed,
@@ -120,10 +124,9 @@ impl SqliteStore {
     }
 
     pub(super) async fn digest_schedules(&self) -> Result<Vec<DigestSchedule>, StoreError> {
-        let rows: Vec<(String, String, i64, i64, i64)> =
-            sqlx::query_as("SELECT channel, scope, period_us, period_start, due_at FROM digests")
-                .fetch_all(&self.read)
-                .await?;
+        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(DIGEST_SCHEDULES.sqlite())
+            .fetch_all(&self.read)
+            .await?;
         rows.into_iter()
             .map(super::DigestSchedule::from_row)
             .collect()
@@ -136,18 +139,12 @@ impl SqliteStore {
     ) -> Result<(), StoreError> {
         let (upsert, drop) = (upsert.to_vec(), drop.to_vec());
         self.write_with(move |conn| {
-            let mut put = conn.prepare_cached(
-                "INSERT INTO digests (channel, scope, period_us, period_start, due_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (channel, scope) DO UPDATE SET period_us = excluded.period_us,
-                   period_start = excluded.period_start, due_at = excluded.due_at",
-            )?;
+            let mut put = conn.prepare_cached(UPSERT_DIGEST_SCHEDULE.sqlite())?;
             for d in upsert {
                 let (channel, scope, period, start, due) = d.to_row();
                 put.execute(params![channel, scope, period, start, due])?;
             }
-            let mut drop_row =
-                conn.prepare_cached("DELETE FROM digests WHERE channel = ?1 AND scope = ?2")?;
+            let mut drop_row = conn.prepare_cached(DELETE_DIGEST_SCHEDULE.sqlite())?;
             for (c, s) in drop {
                 drop_row.execute(params![c, s])?;
             }
@@ -235,13 +232,10 @@ impl SqliteStore {
             insert_notifications(conn, &notifications, to_micros(now))?;
             match next {
                 Some((start, due)) => conn
-                    .prepare_cached(
-                        "UPDATE digests SET period_start = ?1, due_at = ?2, claimed_until = NULL
-                         WHERE channel = ?3 AND scope = ?4",
-                    )?
+                    .prepare_cached(NEXT_DIGEST_PERIOD.sqlite())?
                     .execute(params![to_micros(start), to_micros(due), channel, scope])?,
                 None => conn
-                    .prepare_cached("DELETE FROM digests WHERE channel = ?1 AND scope = ?2")?
+                    .prepare_cached(DELETE_DIGEST_SCHEDULE.sqlite())?
                     .execute(params![channel, scope])?,
             };
             Ok(())
@@ -258,10 +252,7 @@ impl SqliteStore {
         let (fp, stable_at) = (due.fingerprint.clone(), due.stable_at);
         self.write_with(move |conn| {
             let n = conn
-                .prepare_cached(
-                    "UPDATE flapping SET flapping_since = NULL, stable_at = NULL, flapped = 0, lease_until = NULL
-                     WHERE fingerprint = ?1 AND stable_at = ?2",
-                )?
+                .prepare_cached(END_FLAPPING.sqlite())?
                 .execute(params![fp, stable_at])?;
             if n == 1 {
                 insert_notifications(conn, &notifications, to_micros(now))?;
