@@ -1,15 +1,19 @@
 //! Where alerts, their events and the notification outbox are kept.
 //!
-//! One [`Store`] interface, two databases: SQLite (embedded default) and
-//! PostgreSQL (shared by replicas). Each has its own migrations folder; the
-//! SQL both share is written once in `sql.rs` and instantiated per database
-//! by a macro, because sqlx's `Any` driver has no typed timestamps and
-//! generic sqlx code drowns in trait bounds.
+//! One [`Store`] interface (`interface.rs`), two databases: SQLite (the
+//! embedded default, `sqlite/`) and PostgreSQL (shared by replicas,
+//! `postgres/`), each in files by concern (ingest, outbox, timed work,
+//! silences, chats, contacts) with a plain `impl Store` in its `mod.rs`.
+//! Each has its own migrations folder. Statements both take in the same
+//! words are written once (`statements.rs`); the reads both run through
+//! sqlx are written once in `sql.rs` and instantiated per database by a
+//! macro, because sqlx's `Any` driver has no typed timestamps and generic
+//! sqlx code drowns in trait bounds.
 //!
-//! The decision of what an incoming batch changes ([`plan_batch`]) is pure
-//! and shared; the databases only load current states and write the result,
-//! all in one transaction, so a 200 means alerts, events and notifications
-//! are all on disk.
+//! The decision of what an incoming batch changes (`batch.rs`, `plan_batch`)
+//! is pure and shared; the databases only load current states and write the
+//! result, all in one transaction, so a 200 means alerts, events and
+//! notifications are all on disk.
 
 mod batch;
 mod error;
