@@ -8,7 +8,7 @@ mod render;
 
 pub(crate) use render::digest_html;
 
-pub use config::{TelegramConfig, DEFAULT_API_URL};
+pub use config::TelegramConfig;
 
 use crate::channels::ChannelContext;
 use crate::deliver::DeliveryError;
