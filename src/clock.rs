@@ -16,17 +16,15 @@ pub struct Clock {
 }
 
 enum ClockInner {
-    /// The wall clock, and a monotonic instant for measuring intervals.
-    System(std::time::Instant),
-    /// The time, its start, and the wake-up of whoever waits for a move.
-    Manual(Mutex<DateTime<Utc>>, DateTime<Utc>, tokio::sync::Notify),
+    System,
+    Manual(Mutex<DateTime<Utc>>, tokio::sync::Notify),
 }
 
 impl Clock {
     /// The wall clock.
     pub fn system() -> Self {
         Self {
-            inner: Arc::new(ClockInner::System(std::time::Instant::now())),
+            inner: Arc::new(ClockInner::System),
         }
     }
 
@@ -35,7 +33,6 @@ impl Clock {
         Self {
             inner: Arc::new(ClockInner::Manual(
                 Mutex::new(start),
-                start,
                 tokio::sync::Notify::new(),
             )),
         }
@@ -45,43 +42,14 @@ impl Clock {
     pub fn now(&self) -> DateTime<Utc> {
         match &*self.inner {
             #[allow(clippy::disallowed_methods)] // the one place allowed to read the wall clock
-            ClockInner::System(_) => Utc::now(),
-            ClockInner::Manual(t, _, _) => *t.lock().unwrap_or_else(|p| p.into_inner()),
-        }
-    }
-
-    /// How much time has passed on this clock since it was made: monotonic
-    /// on the system clock (a step of the wall clock never stalls what is
-    /// paced by it), the moves of a manual one.
-    pub fn elapsed(&self) -> std::time::Duration {
-        match &*self.inner {
-            ClockInner::System(started) => started.elapsed(),
-            ClockInner::Manual(t, start, _) => {
-                let now = *t.lock().unwrap_or_else(|p| p.into_inner());
-                (now - *start).to_std().unwrap_or_default()
-            }
-        }
-    }
-
-    /// Waits until `d` has passed on this clock: a timer on the system
-    /// clock; on a manual one, until a test has moved it far enough.
-    pub async fn sleep(&self, d: std::time::Duration) {
-        match &*self.inner {
-            ClockInner::System(_) => tokio::time::sleep(d).await,
-            ClockInner::Manual(..) => {
-                let until = self.elapsed() + d;
-                // Looks every few milliseconds rather than taking the
-                // scheduler's wake-up, which must not be consumed here.
-                while self.elapsed() < until {
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                }
-            }
+            ClockInner::System => Utc::now(),
+            ClockInner::Manual(t, _) => *t.lock().unwrap_or_else(|p| p.into_inner()),
         }
     }
 
     /// Moves a manual clock forward; a no-op on the system clock.
     pub fn advance(&self, by: Duration) {
-        if let ClockInner::Manual(t, _, moved) = &*self.inner {
+        if let ClockInner::Manual(t, moved) = &*self.inner {
             {
                 let mut guard = t.lock().unwrap_or_else(|p| p.into_inner());
                 *guard += by;
@@ -97,8 +65,8 @@ impl Clock {
     /// clock, whose time the scheduler's tick follows.
     pub async fn advanced(&self) {
         match &*self.inner {
-            ClockInner::System(_) => std::future::pending().await,
-            ClockInner::Manual(_, _, moved) => moved.notified().await,
+            ClockInner::System => std::future::pending().await,
+            ClockInner::Manual(_, moved) => moved.notified().await,
         }
     }
 }
