@@ -1,6 +1,6 @@
 //! The one source of "now" for every decision alertrelay makes.
 //!
-//! Dedup, retry schedules, throttle windows, reminders, digests and pacing
+//! Dedup, retry schedules, throttle windows, reminders and digests
 //! all compare against this clock, never against the system time directly, so
 //! tests can move time forward instead of sleeping. `Utc::now` is banned
 //! everywhere else by `clippy.toml`.
